@@ -1,0 +1,130 @@
+"""Command line of the training package: `python -m training {train,evaluate,export} --help`."""
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+
+# Keep TensorFlow's C++ start-up chatter out of the progress lines; set before it is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_CACHE = ".cache"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_export(commands)
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # tf2onnx logs every optimisation pass at INFO.
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    from training import data
+
+    try:
+        return args.run(args)
+    except data.DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _add_train(commands):
+    from training.recipe import Recipe
+
+    parser = commands.add_parser("train", help="train a model on FER2013 (Training split), "
+                                 "choosing the best epoch on PublicTest")
+    parser.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image-folder tree")
+    parser.add_argument("--fer-plus", help="FER+ votes CSV (fer2013new.csv) to mix into the targets")
+    parser.add_argument("--out", required=True, help="run folder for checkpoints and history")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
+    defaults = Recipe()
+    for field in dataclasses.fields(Recipe):
+        flag = "--" + field.name.replace("_", "-")
+        parser.add_argument(flag, type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name),
+                            help=f"{field.metadata['help']} (default: %(default)s)")
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args):
+    from training.train import Recipe, train
+
+    recipe = Recipe(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)})
+    train(args.data, args.out, recipe, fer_plus_path=args.fer_plus, resume=args.resume, cache_dir=args.cache)
+    return 0
+
+
+def _add_evaluate(commands):
+    parser = commands.add_parser("evaluate", help="print accuracy, macro F1 and per-class recall "
+                                 "as one JSON line and write a confusion-matrix PNG")
+    parser.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image-folder tree")
+    parser.add_argument("--split", default="PrivateTest", choices=("Training", "PublicTest", "PrivateTest"),
+                        help="split to evaluate on (default: %(default)s)")
+    parser.add_argument("--model", help="an .onnx or .keras model (default: the model the classifier uses)")
+    parser.add_argument("--fer-plus", help="FER+ votes CSV (fer2013new.csv): also report FER+ majority-vote accuracy")
+    parser.add_argument("--no-flip", action="store_true", help="do not average with mirrored faces")
+    parser.add_argument("--confusion-matrix", default="confusion_matrix.png",
+                        help="where to write the confusion-matrix PNG (default: %(default)s)")
+    parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
+    parser.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args):
+    import json
+
+    from training import data
+    from training.evaluate import evaluate, load_model, save_confusion_matrix
+
+    faces = data.load(args.data, cache_dir=args.cache)
+    votes = data.load_fer_plus_votes(args.fer_plus, len(faces)) if args.fer_plus else None
+    mask = faces.usage == args.split
+    split = faces.split(args.split)
+    if len(split) == 0:
+        raise data.DataError(f"{args.data}: no {args.split} faces")
+    model = load_model(args.model, flip_average=False if args.no_flip else None)
+    result, matrix, _ = evaluate(model, split, None if votes is None else votes[mask])
+    result["split"] = args.split
+    save_confusion_matrix(matrix, args.confusion_matrix,
+                          f"{args.split}: accuracy {result['accuracy']:.4f}, n = {result['n']}")
+    result["confusion_matrix"] = str(args.confusion_matrix)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _add_export(commands):
+    parser = commands.add_parser("export", help="write a trained .keras model as the ONNX file the "
+                                 "classifier loads, with a temperature fitted on PublicTest")
+    parser.add_argument("--model", required=True, help="trained .keras model, such as a run's best.keras")
+    parser.add_argument("--data", required=True, help="FER2013 data; its PublicTest split calibrates the temperature")
+    parser.add_argument("--out", default="models/emotion.onnx", help="ONNX file to write (default: %(default)s)")
+    parser.add_argument("--no-flip", action="store_true", help="do not average with mirrored faces at inference")
+    parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args):
+    import logging
+
+    from training import data, metrics
+    from training.evaluate import load_model
+    from training.export import export
+
+    flip_average = not args.no_flip
+    public_test = data.load(args.data, cache_dir=args.cache).split("PublicTest")
+    if len(public_test) == 0:
+        raise data.DataError(f"{args.data}: no PublicTest faces to fit the temperature on")
+    model = load_model(args.model, flip_average=flip_average, temperature=1.0)
+    temperature = metrics.fit_temperature(public_test.labels, model.logits(public_test.images))
+    logging.getLogger(__name__).info("Temperature fitted on %d PublicTest faces: %.3f", len(public_test), temperature)
+    export(args.model, args.out, temperature=temperature, flip_average=flip_average,
+           extra={"source": str(args.model)})
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Train an emotion model on FER2013: Training to fit, PublicTest to pick epochs and settings.
+
+A run lives in one folder: `last.keras` (model and optimizer, saved after every epoch, what
+`--resume` continues from), `best.keras` (the epoch with the best PublicTest accuracy),
+`history.csv` and `run.json` (the settings and progress of the run).
+"""
+
+import csv
+import dataclasses
+import json
+import logging
+import pathlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from classifier import preprocess
+from classifier.labels import EMOTIONS
+from training import augment, data, models
+from training.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def soft_targets(faces, recipe):
+    """Return (N, 7) training targets: one-hot labels mixed with FER+ votes and smoothing.
+
+    With FER+ weight w below 0.5 the FER2013 label always keeps the largest share, so the
+    votes only spread the rest over the classes annotators also saw in the face.
+    """
+    targets = np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
+    if faces.votes is not None and recipe.fer_plus_weight > 0:
+        has_votes = faces.votes.sum(axis=1) > 0
+        mixed = (1 - recipe.fer_plus_weight) * targets + recipe.fer_plus_weight * faces.votes
+        targets = np.where(has_votes[:, None], mixed, targets)
+    if recipe.label_smoothing > 0:
+        targets = (1 - recipe.label_smoothing) * targets + recipe.label_smoothing / len(EMOTIONS)
+    return targets
+
+
+def make_dataset(faces, targets, batch_size, augmenter=None, seed=0):
+    images = preprocess.to_model_input(faces.images)
+    dataset = tf.data.Dataset.from_tensor_slices((images, targets))
+    if augmenter is not None:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augmenter is not None:
+        dataset = dataset.map(lambda x, y: (augmenter(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def build_model(recipe, steps_per_epoch):
+    model = models.ARCHITECTURES[recipe.architecture]()
+    total_steps = recipe.epochs * steps_per_epoch
+    warmup_steps = recipe.warmup_epochs * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=recipe.peak_learning_rate / 10,
+        warmup_target=recipe.peak_learning_rate,
+        warmup_steps=warmup_steps,
+        decay_steps=max(total_steps - warmup_steps, 1),
+    )
+    optimizer = keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True,
+                                     weight_decay=recipe.weight_decay)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    return model
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Save `last.keras` every epoch and `best.keras` on a new best PublicTest accuracy; log a line."""
+
+    def __init__(self, run_dir, state):
+        super().__init__()
+        self.run_dir = run_dir
+        self.state = state
+        self.epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.monotonic() - self.epoch_started
+        learning_rate = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
+        row = {
+            "epoch": epoch + 1,
+            "loss": round(logs["loss"], 4),
+            "accuracy": round(logs["accuracy"], 4),
+            "public_test_loss": round(logs["val_loss"], 4),
+            "public_test_accuracy": round(logs["val_accuracy"], 4),
+            "learning_rate": f"{learning_rate:.5f}",
+            "seconds": round(seconds, 1),
+        }
+        log.info("epoch %d/%d  loss %.4f  accuracy %.4f  PublicTest accuracy %.4f  lr %s  %.0f s",
+                 row["epoch"], self.params["epochs"], row["loss"], row["accuracy"],
+                 row["public_test_accuracy"], row["learning_rate"], seconds)
+
+        history = self.run_dir / "history.csv"
+        is_new = not history.exists()
+        with open(history, "a", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(row))
+            if is_new:
+                writer.writeheader()
+            writer.writerow(row)
+
+        if row["public_test_accuracy"] > self.state["best_public_test_accuracy"]:
+            self.state["best_public_test_accuracy"] = row["public_test_accuracy"]
+            self.state["best_epoch"] = row["epoch"]
+            self.model.save(self.run_dir / "best.keras")
+        self.state["epochs_done"] = row["epoch"]
+        self.state["train_seconds"] = round(self.state.get("train_seconds", 0) + seconds, 1)
+        # Save the model before the state that points at it, so a crash between the two
+        # repeats an epoch instead of skipping one.
+        self.model.save(self.run_dir / "last.keras")
+        write_state(self.run_dir, self.state)
+
+
+def write_state(run_dir, state):
+    temporary = run_dir / "run.json.tmp"
+    temporary.write_text(json.dumps(state, indent=2) + "\n")
+    temporary.replace(run_dir / "run.json")
+
+
+def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_dir=None):
+    """Train (or resume) a run in `run_dir`; return the run state with the best PublicTest figure."""
+    run_dir = pathlib.Path(run_dir)
+    state_path = run_dir / "run.json"
+    if resume:
+        if not state_path.exists():
+            raise data.DataError(f"nothing to resume: {state_path} not found")
+        state = json.loads(state_path.read_text())
+        recipe = Recipe(**state["recipe"])
+        fer_plus_path = state.get("fer_plus")
+    else:
+        if state_path.exists():
+            raise data.DataError(f"{run_dir} already holds a run: pass --resume, or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = {"recipe": dataclasses.asdict(recipe), "data": str(data_path),
+                 "fer_plus": str(fer_plus_path) if fer_plus_path else None,
+                 "epochs_done": 0, "best_epoch": 0, "best_public_test_accuracy": 0.0}
+    keras.utils.set_random_seed(recipe.seed + state["epochs_done"])
+
+    faces = data.load(data_path, cache_dir=cache_dir)
+    if fer_plus_path:
+        faces.votes = data.load_fer_plus_votes(fer_plus_path, len(faces))
+        state["data_sha256"] = state.get("data_sha256") or data.file_sha256(data_path)
+    train_faces, public_test = faces.split("Training"), faces.split("PublicTest")
+    if len(train_faces) == 0 or len(public_test) == 0:
+        raise data.DataError(f"{data_path}: training needs both Training and PublicTest faces "
+                             f"(found {len(train_faces)} and {len(public_test)})")
+    log.info("Training on %d faces, validating on %d PublicTest faces", len(train_faces), len(public_test))
+
+    augmenter = augment.build_augmenter(recipe.seed, recipe.erasing_probability)
+    train_set = make_dataset(train_faces, soft_targets(train_faces, recipe), recipe.batch_size,
+                             augmenter, seed=recipe.seed + state["epochs_done"])
+    public_test_targets = np.eye(len(EMOTIONS), dtype=np.float32)[public_test.labels]
+    public_test_set = make_dataset(public_test, public_test_targets, 512)
+
+    steps_per_epoch = int(np.ceil(len(train_faces) / recipe.batch_size))
+    if resume and (run_dir / "last.keras").exists():
+        model = keras.models.load_model(run_dir / "last.keras")
+        log.info("Resuming %s after epoch %d", run_dir, state["epochs_done"])
+    else:
+        model = build_model(recipe, steps_per_epoch)
+        log.info("Model %s with %d parameters", model.name, model.count_params())
+    write_state(run_dir, state)
+
+    callbacks = [
+        Checkpointer(run_dir, state),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                      patience=recipe.patience_epochs),
+    ]
+    model.fit(train_set, validation_data=public_test_set, epochs=recipe.epochs,
+              initial_epoch=state["epochs_done"], callbacks=callbacks, verbose=0)
+    log.info("Best PublicTest accuracy %.4f at epoch %d; model in %s",
+             state["best_public_test_accuracy"], state["best_epoch"], run_dir / "best.keras")
+    return state

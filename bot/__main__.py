@@ -1,0 +1,54 @@
+"""Emotion-reading Telegram bot: `python -m bot`, with TELEGRAM_BOT_TOKEN in the environment or .env.
+
+Loads the emotion model and face detector once, then replies to every photo with the photo
+annotated and a caption naming each face's emotion.
+"""
+
+import logging
+import os
+import pathlib
+import sys
+
+from bot.app import build_application, configure_logging, run
+from bot.photos import PhotoReader
+from bot.settings import Settings, SettingsError
+
+log = logging.getLogger("bot")
+
+
+def load_dotenv(path=".env"):
+    """Copy KEY=VALUE lines of a .env file into the environment, without overriding what is set."""
+    env_file = pathlib.Path(path)
+    if not env_file.is_file():
+        return
+    for line in env_file.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.removeprefix("export ").strip()
+        os.environ.setdefault(key, value.strip().strip("'\""))
+
+
+def main():
+    load_dotenv()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+
+    from classifier import DEFAULT_MODEL, EmotionReader
+
+    reader = EmotionReader(settings.model_path or DEFAULT_MODEL, detector=settings.face_detector,
+                           min_score=settings.min_face_score, threads=settings.inference_threads,
+                           max_bytes=int(settings.max_file_mb * 1024 * 1024))
+    log.info("Loaded emotion model %s and %s face detector", reader.model.path.name, reader.detector.name)
+    application = build_application(settings, PhotoReader(reader, settings.inference_workers))
+    run(application, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Telegram handlers: commands, photos, images sent as files, and everything else."""
+
+import asyncio
+import contextlib
+import logging
+import pathlib
+import time
+
+from telegram import Message, Update
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import ContextTypes
+
+from bot import replies
+from classifier import ImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif"}
+# Telegram shows a chat action for 5 seconds; repeat it while a photo is being worked on.
+CHAT_ACTION_INTERVAL_S = 4.5
+
+
+async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Explain what the bot does and how to use it in groups."""
+    await update.effective_message.reply_text(replies.HELP)
+
+
+async def photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Analyse a photo, or an image sent as a file."""
+    await _analyse(update.effective_message, update.effective_message, context)
+
+
+async def emotions_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Analyse the photo that /emotions replies to: the way to use the bot in privacy mode."""
+    message = update.effective_message
+    target = message.reply_to_message
+    if target is None or _image_of(target) is None:
+        await message.reply_text(replies.NOTHING_TO_READ, do_quote=True)
+        return
+    await _analyse(message, target, context)
+
+
+async def other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Answer a file that is not an image, in private chats only, so groups stay quiet."""
+    await update.effective_message.reply_text(replies.NOT_AN_IMAGE, do_quote=True)
+
+
+async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log an error that a handler did not catch, and tell the user if there is one to tell."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("update %s failed: %s", update_id, context.error, exc_info=context.error)
+    if isinstance(update, Update) and update.effective_message:
+        with contextlib.suppress(TelegramError):
+            await update.effective_message.reply_text(replies.FAILED)
+
+
+def is_image_document(message: Message) -> bool:
+    document = message.document
+    if document is None:
+        return False
+    if (document.mime_type or "").startswith("image/"):
+        return True
+    return pathlib.Path(document.file_name or "").suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _image_of(message: Message):
+    """Return (file id, size in bytes) of the image a message carries, or None."""
+    if message.photo:
+        largest = message.photo[-1]
+        return largest.file_id, largest.file_size
+    if is_image_document(message):
+        return message.document.file_id, message.document.file_size
+    return None
+
+
+async def _analyse(reply_to: Message, source: Message, context: ContextTypes.DEFAULT_TYPE) -> None:
+    settings = context.bot_data["settings"]
+    reader = context.bot_data["photo_reader"]
+    file_id, size = _image_of(source)
+    chat_id = reply_to.chat_id
+    limit_bytes = settings.max_file_mb * 1024 * 1024
+    if size and size > limit_bytes:
+        await reply_to.reply_text(replies.too_large(size / 1024 / 1024, settings.max_file_mb), do_quote=True)
+        return
+
+    started = time.perf_counter()
+    action = asyncio.create_task(_keep_chat_action(context, chat_id))
+    try:
+        try:
+            telegram_file = await context.bot.get_file(file_id)
+            data = bytes(await telegram_file.download_as_bytearray())
+        except BadRequest as error:
+            # The official Bot API refuses files over 20 MB with "file is too big".
+            if "too big" in error.message.lower():
+                await reply_to.reply_text(replies.too_large((size or 0) / 1024 / 1024, settings.max_file_mb),
+                                          do_quote=True)
+                return
+            raise
+        try:
+            result = await reader.read(chat_id, data)
+        except ImageError as error:
+            log.info("chat %s message %s: unreadable image (%s)", chat_id, source.message_id, error.kind)
+            await reply_to.reply_text(replies.unreadable(str(error)), do_quote=True)
+            return
+    finally:
+        action.cancel()
+
+    if result.jpeg is None:
+        await reply_to.reply_text(replies.NO_FACE, do_quote=True)
+    else:
+        await reply_to.reply_photo(result.jpeg, caption=replies.caption(result.faces), do_quote=True)
+    log.info("chat %s message %s: %d face(s), %d ms analysis, %d ms total", chat_id, source.message_id,
+             len(result.faces), result.milliseconds, (time.perf_counter() - started) * 1000)
+
+
+async def _keep_chat_action(context, chat_id):
+    with contextlib.suppress(TelegramError):
+        while True:
+            await context.bot.send_chat_action(chat_id, ChatAction.UPLOAD_PHOTO)
+            await asyncio.sleep(CHAT_ACTION_INTERVAL_S)

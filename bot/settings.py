@@ -1,0 +1,84 @@
+"""Bot settings, read from environment variables (see `.env.example` for every one)."""
+
+import dataclasses
+import os
+
+
+class SettingsError(Exception):
+    """A missing or invalid environment variable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    token: str
+    api_base_url: str | None = None  # root of a self-hosted Bot API server
+    log_level: str = "INFO"
+    model_path: str | None = None
+    face_detector: str = "auto"
+    min_face_score: float = 0.8
+    max_file_mb: float = 20.0
+    inference_workers: int = 2
+    inference_threads: int = 1  # ONNX Runtime threads per worker
+    webhook_url: str | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    webhook_secret: str | None = None
+    heartbeat_file: str | None = None  # touched every few seconds while the event loop runs
+
+    def __repr__(self):
+        # The token must never reach a log line or a traceback.
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["token"] = "***"
+        if fields["webhook_secret"]:
+            fields["webhook_secret"] = "***"
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
+    @property
+    def uses_local_api_server(self):
+        return self.api_base_url is not None
+
+    @classmethod
+    def from_env(cls, environ=None):
+        environ = os.environ if environ is None else environ
+        token = environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+        if not token:
+            raise SettingsError("TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather, then "
+                                "put its token in the environment or in .env")
+        api_base_url = environ.get("TELEGRAM_API_BASE_URL", "").strip().rstrip("/") or None
+        webhook_url = environ.get("TELEGRAM_WEBHOOK_URL", "").strip() or None
+        webhook_secret = environ.get("TELEGRAM_WEBHOOK_SECRET", "").strip() or None
+        if webhook_url and not webhook_secret:
+            raise SettingsError("TELEGRAM_WEBHOOK_SECRET is required with TELEGRAM_WEBHOOK_URL: "
+                                "Telegram sends it back on every update so the bot can reject forged ones")
+        if webhook_secret and not all(c.isalnum() or c in "_-" for c in webhook_secret):
+            raise SettingsError("TELEGRAM_WEBHOOK_SECRET may contain only A-Z, a-z, 0-9, _ and - (1-256 characters)")
+        return cls(
+            token=token,
+            api_base_url=api_base_url,
+            log_level=environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            model_path=environ.get("MODEL_PATH", "").strip() or None,
+            face_detector=environ.get("FACE_DETECTOR", "auto").strip() or "auto",
+            min_face_score=_number(environ, "MIN_FACE_SCORE", 0.8, float, 0.0, 1.0),
+            # The official Bot API serves files of at most 20 MB to bots; a local server more.
+            max_file_mb=_number(environ, "MAX_FILE_MB", 50.0 if api_base_url else 20.0, float, 0.1, 2000.0),
+            inference_workers=_number(environ, "INFERENCE_WORKERS", 2, int, 1, 64),
+            inference_threads=_number(environ, "INFERENCE_THREADS", 1, int, 1, 64),
+            webhook_url=webhook_url,
+            webhook_listen=environ.get("WEBHOOK_LISTEN", "0.0.0.0").strip() or "0.0.0.0",
+            webhook_port=_number(environ, "WEBHOOK_PORT", 8443, int, 1, 65535),
+            webhook_secret=webhook_secret,
+            heartbeat_file=environ.get("HEARTBEAT_FILE", "").strip() or None,
+        )
+
+
+def _number(environ, name, default, kind, low, high):
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw} is outside the range {low}-{high}")
+    return value

@@ -42,7 +42,7 @@ async def emotions_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 
 
 async def other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Answer a file that is not an image, in private chats only, so groups stay quiet."""
+    """Reply to a file that is not an image; registered for private chats only, so groups stay quiet."""
     await update.effective_message.reply_text(replies.NOT_AN_IMAGE, do_quote=True)
 
 

@@ -19,7 +19,7 @@ class PhotoReader:
     """Analyse photos in worker threads.
 
     At most `workers` photos are analysed at once, and at most one per chat, so a chat that
-    sends many or very large photos holds one worker and the other chats keep the rest.
+    sends many or very large photos occupies one worker and the other chats get the rest.
     """
 
     def __init__(self, reader: EmotionReader, workers=2):

@@ -32,7 +32,7 @@ class YuNetDetector:
     """YuNet run on an image pyramid, so that both 20 px and 2000 px faces are found.
 
     YuNet works best on images up to about 960 px and misses faces that fill most of its
-    input, so the photo is scaled to `max_side` px and also run at half and quarter size;
+    input. So the photo is scaled to `max_side` px and also run at half and quarter size, and
     the smaller copies contribute only the large faces that the full-size pass misses.
     """
 
@@ -144,5 +144,12 @@ def _non_max_suppression(faces, max_iou=0.4):
     for face in sorted(faces, key=lambda f: f.score, reverse=True):
         if all(box_iou(face.box, other.box) <= max_iou for other in kept):
             kept.append(face)
-    # Reading order: top to bottom in rows of about one face height, then left to right.
-    return sorted(kept, key=lambda f: (round(f.box[1] / max(f.box[3], 1)), f.box[0]))
+    return in_reading_order(kept)
+
+
+def in_reading_order(faces):
+    """Sort faces top to bottom in rows one typical face height tall, then left to right."""
+    if not faces:
+        return []
+    row_height = max(1.0, float(np.median([face.box[3] for face in faces])))
+    return sorted(faces, key=lambda f: (int((f.box[1] + f.box[3] / 2) // row_height), f.box[0]))

@@ -29,6 +29,7 @@ class FakeBotApi:
         self._message_ids = itertools.count(10_000)
         self._runner = None
         self.port = None
+        self.on_download = None  # called with the file id when the bot downloads a file
 
     async def start(self):
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -96,6 +97,8 @@ class FakeBotApi:
         file_id = request.match_info["path"].split("/")[-1]
         if file_id not in self.files:
             return web.Response(status=404)
+        if self.on_download:
+            self.on_download(file_id)
         return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     async def _api_getMe(self, params):

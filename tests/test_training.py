@@ -1,0 +1,173 @@
+"""The training package on tiny generated data: loading, a one-epoch run, resume, export, evaluate."""
+
+import gzip
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classifier.labels import EMOTIONS
+from tests.conftest import ROOT
+from training import data, metrics
+
+ROWS_PER_SPLIT = {"Training": 28, "PublicTest": 14, "PrivateTest": 14}
+
+
+def write_csv(path, rows_per_split=ROWS_PER_SPLIT, bad_rows=()):
+    rng = np.random.default_rng(0)
+    lines = ["emotion,pixels,Usage"]
+    for split, count in rows_per_split.items():
+        for index in range(count):
+            pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
+            lines.append(f"{index % len(EMOTIONS)},{pixels},{split}")
+    lines.extend(bad_rows)
+    text = "\n".join(lines) + "\n"
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+def run_training_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "training", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_load_csv(tmp_path, suffix):
+    faces = data.load(write_csv(tmp_path / f"fer{suffix}"))
+
+    assert faces.images.shape == (56, 48, 48)
+    assert faces.images.dtype == np.uint8
+    assert len(faces.split("Training")) == 28
+    assert len(faces.split("PrivateTest")) == 14
+    assert set(faces.labels) == set(range(7))
+
+
+def test_load_csv_reports_bad_rows(tmp_path, caplog):
+    bad = ["9,1 2 3,Training", "1,not numbers,PublicTest", "2," + " ".join(["0"] * 2304) + ",Elsewhere"]
+    path = write_csv(tmp_path / "fer.csv", bad_rows=bad)
+
+    with caplog.at_level(logging.WARNING):
+        faces = data.load(path)
+
+    assert len(faces) == 56
+    assert "skipped 3 bad item(s)" in caplog.text
+    assert "row 58" in caplog.text  # header is row 1, 56 good rows, then the first bad one
+    assert "row 60" in caplog.text
+
+
+def test_load_csv_without_usable_rows(tmp_path):
+    path = tmp_path / "wrong.csv"
+    path.write_text("label,image\n1,2\n")
+
+    with pytest.raises(data.DataError, match="missing CSV column"):
+        data.load(path)
+
+
+def test_load_folder_layout(tmp_path):
+    for split, count in (("train", 3), ("test", 2), ("validation", 1)):
+        for emotion in ("happy", "sad"):
+            folder = tmp_path / split / emotion
+            folder.mkdir(parents=True)
+            for index in range(count):
+                Image.new("L", (48, 48), 40 * index).save(folder / f"{index}.png")
+    (tmp_path / "train" / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
+
+    faces = data.load(tmp_path)
+
+    assert len(faces) == 12
+    assert len(faces.split("Training")) == 6
+    assert len(faces.split("PrivateTest")) == 4
+    assert len(faces.split("PublicTest")) == 2
+    assert set(faces.labels) == {EMOTIONS.index("happy"), EMOTIONS.index("sad")}
+
+
+def test_metrics_on_hand_made_predictions():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    predictions = np.array([0, 1, 1, 1, 2, 0])
+    matrix = metrics.confusion_matrix(labels, predictions, 3)
+
+    assert matrix.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert metrics.per_class_recall(matrix).tolist() == [0.5, 1.0, 0.5]
+    # F1 per class: 0.5, 0.8, 2/3
+    assert metrics.macro_f1(matrix) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+def test_accuracy_without_class_ignores_its_rows_and_output():
+    labels = np.array([0, 1, 2])
+    probabilities = np.array([[0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.5, 0.4]])
+
+    assert metrics.accuracy_without_class(labels, probabilities, excluded=1) == 1.0
+
+
+def test_calibration_metrics():
+    labels = np.array([0, 1, 0, 1])
+    confident = np.array([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.9, 0.1]])
+
+    assert metrics.expected_calibration_error(labels, confident) == pytest.approx(0.15)
+    logits = np.log(confident)
+    assert metrics.fit_temperature(labels, logits) > 1.0  # overconfident, so soften
+
+
+def test_train_resume_export_evaluate(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    run_dir = tmp_path / "run"
+    common = ["--data", csv_path, "--out", run_dir, "--architecture", "tiny", "--batch-size", "8",
+              "--cache", tmp_path / "cache"]
+
+    first = run_training_cli("train", *common, "--epochs", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "epoch 1/1" in first.stderr
+    assert "PublicTest accuracy" in first.stderr
+    assert (run_dir / "best.keras").exists()
+
+    state = json.loads((run_dir / "run.json").read_text())
+    state["recipe"]["epochs"] = 2
+    (run_dir / "run.json").write_text(json.dumps(state))
+    resumed = run_training_cli("train", *common, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming" in resumed.stderr
+    assert "epoch 2/2" in resumed.stderr
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3
+
+    onnx_path = tmp_path / "model" / "emotion.onnx"
+    exported = run_training_cli("export", "--model", run_dir / "best.keras", "--data", csv_path,
+                                "--out", onnx_path, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    settings = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert settings["temperature"] > 0
+
+    evaluated = run_training_cli("evaluate", "--data", csv_path, "--split", "PrivateTest", "--model", onnx_path,
+                                 "--confusion-matrix", tmp_path / "cm.png", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert result["n"] == 14
+    assert 0 <= result["accuracy"] <= 1
+    assert set(result["per_class_recall"]) == set(EMOTIONS)
+    assert "macro_f1" in result
+    assert Image.open(tmp_path / "cm.png").format == "PNG"
+
+
+def test_train_refuses_to_overwrite_a_run(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+
+    result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "already holds a run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_reports_missing_data(tmp_path):
+    result = run_training_cli("evaluate", "--data", tmp_path / "absent.csv", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "data not found" in result.stderr

@@ -2,8 +2,8 @@
 
 The model file `<name>.onnx` maps (N, 48, 48, 1) float32 faces (values 0-255) to logits over
 the seven FER2013 classes. A JSON file beside it (`<name>.json`) stores what inference needs
-to match the evaluated figures: the softmax temperature fitted on PublicTest and whether
-predictions average the face with its mirror image.
+to match the evaluated figures: the softmax temperature fitted on PublicTest, and the
+test-time augmentation (mirror image, small shifts) whose logits are averaged.
 """
 
 import json
@@ -21,7 +21,7 @@ DEFAULT_MODEL = pathlib.Path(__file__).resolve().parent.parent / "models" / "emo
 class EmotionModel:
     """An emotion classifier for batches of 48x48 grayscale faces."""
 
-    def __init__(self, path=DEFAULT_MODEL, threads=None, flip_average=None):
+    def __init__(self, path=DEFAULT_MODEL, threads=None, flip_average=None, shift_pixels=None):
         path = pathlib.Path(path)
         if not path.exists():
             raise FileNotFoundError(f"emotion model not found: {path}")
@@ -30,6 +30,8 @@ class EmotionModel:
         self.path = path
         self.temperature = float(settings.get("temperature", 1.0))
         self.flip_average = settings.get("flip_average", True) if flip_average is None else flip_average
+        # Also average over copies shifted this many pixels up, down, left and right (0: none).
+        self.shift_pixels = int(settings.get("shift_pixels", 0) if shift_pixels is None else shift_pixels)
 
         options = onnxruntime.SessionOptions()
         if threads:
@@ -39,14 +41,25 @@ class EmotionModel:
         self._input_name = self._session.get_inputs()[0].name
 
     def logits(self, faces):
-        """Return (N, 7) logits for (N, 48, 48) uint8 faces, averaged with the mirrored faces if set."""
+        """Return (N, 7) logits for (N, 48, 48) uint8 faces, averaged over the test-time views."""
         batch = preprocess.to_model_input(faces)
         if len(batch) == 0:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
-        if not self.flip_average:
-            return self._run(batch)
-        both = self._run(np.concatenate([batch, batch[:, :, ::-1]]))
-        return (both[:len(batch)] + both[len(batch):]) / 2
+        views = self._views(batch)
+        logits = self._run(np.concatenate(views))
+        return logits.reshape(len(views), len(batch), -1).mean(axis=0)
+
+    def _views(self, batch):
+        views = [batch]
+        step = self.shift_pixels
+        if step:
+            padded = np.pad(batch, ((0, 0), (step, step), (step, step), (0, 0)), mode="edge")
+            size = batch.shape[1]
+            for dy, dx in ((0, step), (2 * step, step), (step, 0), (step, 2 * step)):
+                views.append(padded[:, dy:dy + size, dx:dx + size])
+        if self.flip_average:
+            views += [view[:, :, ::-1] for view in views]
+        return views
 
     def predict(self, faces):
         """Return (N, 7) calibrated probabilities, in FER2013 class order, for (N, 48, 48) uint8 faces."""

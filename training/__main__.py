@@ -67,6 +67,8 @@ def _add_evaluate(commands):
     parser.add_argument("--model", help="an .onnx or .keras model (default: the model the classifier uses)")
     parser.add_argument("--fer-plus", help="FER+ votes CSV (fer2013new.csv): also report FER+ majority-vote accuracy")
     parser.add_argument("--no-flip", action="store_true", help="do not average with mirrored faces")
+    parser.add_argument("--shift-pixels", type=int, help="also average over faces shifted this many pixels "
+                        "(default: the model's setting, or 0 for a .keras model)")
     parser.add_argument("--confusion-matrix", default="confusion_matrix.png",
                         help="where to write the confusion-matrix PNG (default: %(default)s)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
@@ -85,7 +87,7 @@ def _run_evaluate(args):
     split = faces.split(args.split)
     if len(split) == 0:
         raise data.DataError(f"{args.data}: no {args.split} faces")
-    model = load_model(args.model, flip_average=False if args.no_flip else None)
+    model = load_model(args.model, flip_average=False if args.no_flip else None, shift_pixels=args.shift_pixels)
     result, matrix, _ = evaluate(model, split, None if votes is None else votes[mask])
     result["split"] = args.split
     save_confusion_matrix(matrix, args.confusion_matrix,
@@ -102,6 +104,8 @@ def _add_export(commands):
     parser.add_argument("--data", required=True, help="FER2013 data; its PublicTest split calibrates the temperature")
     parser.add_argument("--out", default="models/emotion.onnx", help="ONNX file to write (default: %(default)s)")
     parser.add_argument("--no-flip", action="store_true", help="do not average with mirrored faces at inference")
+    parser.add_argument("--shift-pixels", type=int, default=0,
+                        help="at inference, also average over faces shifted this many pixels (default: %(default)s)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
     parser.set_defaults(run=_run_export)
 
@@ -117,11 +121,11 @@ def _run_export(args):
     public_test = data.load(args.data, cache_dir=args.cache).split("PublicTest")
     if len(public_test) == 0:
         raise data.DataError(f"{args.data}: no PublicTest faces to fit the temperature on")
-    model = load_model(args.model, flip_average=flip_average, temperature=1.0)
+    model = load_model(args.model, flip_average=flip_average, shift_pixels=args.shift_pixels, temperature=1.0)
     temperature = metrics.fit_temperature(public_test.labels, model.logits(public_test.images))
     logging.getLogger(__name__).info("Temperature fitted on %d PublicTest faces: %.3f", len(public_test), temperature)
     export(args.model, args.out, temperature=temperature, flip_average=flip_average,
-           extra={"source": str(args.model)})
+           shift_pixels=args.shift_pixels, extra={"source": str(args.model)})
     print(args.out)
     return 0
 

@@ -17,7 +17,7 @@ from training import data, metrics
 DISGUST = EMOTIONS.index("disgust")
 
 
-def load_model(model_path, flip_average=None, temperature=None, scratch_dir=None):
+def load_model(model_path, flip_average=None, shift_pixels=None, temperature=None, scratch_dir=None):
     """Load an `.onnx` model (with its settings) or export a `.keras` one to ONNX first."""
     model_path = pathlib.Path(model_path or DEFAULT_MODEL)
     if model_path.suffix == ".keras":
@@ -25,9 +25,9 @@ def load_model(model_path, flip_average=None, temperature=None, scratch_dir=None
 
         onnx_path = pathlib.Path(scratch_dir or tempfile.mkdtemp()) / "model.onnx"
         export(model_path, onnx_path, temperature=temperature or 1.0,
-               flip_average=True if flip_average is None else flip_average)
+               flip_average=True if flip_average is None else flip_average, shift_pixels=shift_pixels or 0)
         model_path = onnx_path
-    model = EmotionModel(model_path, flip_average=flip_average)
+    model = EmotionModel(model_path, flip_average=flip_average, shift_pixels=shift_pixels)
     if temperature is not None:
         model.temperature = temperature
     return model
@@ -50,6 +50,7 @@ def evaluate(model, faces, fer_plus_votes=None):
         "expected_calibration_error": round(metrics.expected_calibration_error(faces.labels, probabilities), 4),
         "temperature": model.temperature,
         "flip_average": model.flip_average,
+        "shift_pixels": model.shift_pixels,
     }
     if fer_plus_votes is not None:
         result.update(fer_plus_majority(fer_plus_votes, predictions))

@@ -19,7 +19,7 @@ from classifier.preprocess import FACE_SIZE
 log = logging.getLogger(__name__)
 
 
-def export(keras_path, onnx_path, temperature=1.0, flip_average=True, extra=None):
+def export(keras_path, onnx_path, temperature=1.0, flip_average=True, shift_pixels=0, extra=None):
     """Write `onnx_path` and its `.json` settings; check that ONNX and Keras outputs agree."""
     keras_path, onnx_path = pathlib.Path(keras_path), pathlib.Path(onnx_path)
     model = keras.models.load_model(keras_path)
@@ -29,10 +29,11 @@ def export(keras_path, onnx_path, temperature=1.0, flip_average=True, extra=None
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     model.export(str(onnx_path), format="onnx", verbose=False)
     settings = {"classes": list(EMOTIONS), "input": f"(N, {FACE_SIZE}, {FACE_SIZE}, 1) float32, 0-255",
-                "temperature": float(temperature), "flip_average": bool(flip_average), **(extra or {})}
+                "temperature": float(temperature), "flip_average": bool(flip_average),
+                "shift_pixels": int(shift_pixels), **(extra or {})}
     onnx_path.with_suffix(".json").write_text(json.dumps(settings, indent=2) + "\n")
 
-    exported = EmotionModel(onnx_path, flip_average=False).logits(probe)
+    exported = EmotionModel(onnx_path, flip_average=False, shift_pixels=0).logits(probe)
     difference = float(np.abs(exported - expected).max())
     if difference > 1e-3:
         raise RuntimeError(f"ONNX and Keras logits differ by {difference:.2g}; the export is wrong")

@@ -39,15 +39,28 @@ def main():
         return 2
     configure_logging(settings)
 
-    from classifier import DEFAULT_MODEL, EmotionReader
+    from classifier import DEFAULT_MODEL, EmotionReader, ModelError
+    from telegram.error import InvalidToken, TelegramError
 
-    reader = EmotionReader(settings.model_path or DEFAULT_MODEL, detector=settings.face_detector,
-                           min_score=settings.min_face_score, threads=settings.inference_threads,
-                           max_bytes=int(settings.max_file_mb * 1024 * 1024))
+    try:
+        reader = EmotionReader(settings.model_path or DEFAULT_MODEL, detector=settings.face_detector,
+                               min_score=settings.min_face_score, threads=settings.inference_threads,
+                               max_bytes=int(settings.max_file_mb * 1024 * 1024))
+    except (ModelError, ImportError) as error:
+        log.error("%s", error)
+        return 2
     log.info("Loaded emotion model %s and %s face detector", reader.model.path.name, reader.detector.name)
     application = build_application(settings, PhotoReader(reader, settings.inference_workers))
-    run(application, settings)
-    return 0
+    try:
+        run(application, settings)
+    except InvalidToken:
+        log.error("The Bot API rejected the token (or TELEGRAM_API_BASE_URL is not a Bot API root): "
+                  "check TELEGRAM_BOT_TOKEN with @BotFather")
+        return 1
+    except TelegramError as error:
+        log.error("Cannot start the bot: %s. Check the network and TELEGRAM_API_BASE_URL", error)
+        return 1
+    return 1 if application.bot_data.get("updates_failed") else 0
 
 
 if __name__ == "__main__":

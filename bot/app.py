@@ -6,10 +6,13 @@ import functools
 import logging
 import operator
 import pathlib
+import sys
 import time
+import traceback
 import urllib.parse
 
 from telegram import Update
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot import handlers
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 # Handler tasks that may run at once; photos beyond the inference workers wait cheaply.
 CONCURRENT_UPDATES = 64
 HEARTBEAT_INTERVAL_S = 10
+TOKEN_CHECK_EVERY_BEATS = 6  # one getMe a minute
 ALLOWED_UPDATES = [Update.MESSAGE]
 
 IMAGE_DOCUMENT = filters.Document.IMAGE | functools.reduce(
@@ -37,11 +41,24 @@ class TokenRedactor(logging.Filter):
     def filter(self, record):
         message = record.getMessage()
         if self.token in message:
-            record.msg, record.args = message.replace(self.token, "<token>"), ()
-        if record.exc_info and record.exc_info[1] is not None and self.token in str(record.exc_info[1]):
-            record.msg = record.getMessage() + f" ({type(record.exc_info[1]).__name__}; details hidden: they contain the token)"
+            message = message.replace(self.token, "<token>")
+        if record.exc_info and record.exc_info[1] is not None:
+            details = "".join(traceback.format_exception(*record.exc_info))
+            message += "\n" + details.replace(self.token, "<token>").rstrip()
             record.exc_info, record.exc_text = None, None
+        # The formatted message replaces msg and args, so formatting cannot fail or leak later.
+        record.msg, record.args = message, ()
         return True
+
+
+def redact_uncaught_exceptions(token):
+    """Print tracebacks that reach the top level with the token replaced."""
+
+    def hook(kind, error, trace):
+        details = "".join(traceback.format_exception(kind, error, trace))
+        sys.stderr.write(details.replace(token, "<token>"))
+
+    sys.excepthook = hook
 
 
 def configure_logging(settings: Settings):
@@ -49,6 +66,7 @@ def configure_logging(settings: Settings):
     redactor = TokenRedactor(settings.token)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
+    redact_uncaught_exceptions(settings.token)
     # httpx logs every request URL, which contains the token, at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -77,6 +95,7 @@ def build_application(settings: Settings, photo_reader: PhotoReader) -> Applicat
     application.add_handler(MessageHandler(messages & IMAGE_DOCUMENT, handlers.photo))
     application.add_handler(MessageHandler(messages & filters.Document.ALL & filters.ChatType.PRIVATE,
                                            handlers.other_document))
+    application.add_handler(MessageHandler(messages & filters.TEXT & filters.ChatType.PRIVATE, handlers.private_text))
     application.add_error_handler(handlers.error_handler)
     return application
 
@@ -91,6 +110,9 @@ def run(application: Application, settings: Settings):
                                 allowed_updates=ALLOWED_UPDATES)
     else:
         log.info("Starting long polling")
+        # NOTE: python-telegram-bot 22 cannot skip an update it fails to parse. It logs the error
+        # and asks for the same updates again at once, so a server that sends malformed updates
+        # (api.telegram.org does not) keeps the bot in a tight retry loop.
         application.run_polling(allowed_updates=ALLOWED_UPDATES)
     log.info("Stopped")
 
@@ -99,13 +121,33 @@ async def _start_heartbeat(application: Application):
     me = await application.bot.get_me()
     log.info("Signed in as @%s", me.username)
     path = application.bot_data["settings"].heartbeat_file
-    if path:
-        application.bot_data["heartbeat"] = asyncio.get_running_loop().create_task(_beat(pathlib.Path(path)))
+    # Not application.create_task: the application waits for those tasks before it stops.
+    application.bot_data["heartbeat"] = asyncio.get_running_loop().create_task(
+        _beat(application, pathlib.Path(path) if path else None))
 
 
-async def _beat(path):
+async def _beat(application, path):
+    """Touch the heartbeat file, and stop the bot once the Bot API rejects its token.
+
+    When the token is revoked, python-telegram-bot (v22) ends polling for good but keeps the
+    process running, so a periodic getMe finds that out. Exiting lets a restart policy or a
+    person act.
+    """
+    beats = 0
     while True:
-        path.write_text(f"{time.time():.0f}\n")
+        if path:
+            path.write_text(f"{time.time():.0f}\n")
+        beats += 1
+        if beats % TOKEN_CHECK_EVERY_BEATS == 0:
+            try:
+                await application.bot.get_me()
+            except InvalidToken:
+                log.error("The Bot API rejected the token; stopping. Check TELEGRAM_BOT_TOKEN")
+                application.bot_data["updates_failed"] = True
+                application.stop_running()
+                return
+            except TelegramError as error:
+                log.warning("Checking the token failed, will retry: %s", error)
         await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
 

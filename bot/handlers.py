@@ -41,6 +41,11 @@ async def emotions_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     await _analyse(message, target, context)
 
 
+async def private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Point a private chat's text or unknown command at what the bot does."""
+    await update.effective_message.reply_text(replies.SEND_A_PHOTO, do_quote=True)
+
+
 async def other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Reply to a file that is not an image; registered for private chats only, so groups stay quiet."""
     await update.effective_message.reply_text(replies.NOT_AN_IMAGE, do_quote=True)
@@ -84,6 +89,13 @@ async def _analyse(reply_to: Message, source: Message, context: ContextTypes.DEF
         await reply_to.reply_text(replies.too_large(size / 1024 / 1024, settings.max_file_mb), do_quote=True)
         return
 
+    async with reader.chat_turn(chat_id):
+        await _download_read_reply(reply_to, source, file_id, size, context)
+
+
+async def _download_read_reply(reply_to, source, file_id, size, context):
+    settings = context.bot_data["settings"]
+    chat_id = reply_to.chat_id
     started = time.perf_counter()
     action = asyncio.create_task(_keep_chat_action(context, chat_id))
     try:
@@ -93,12 +105,13 @@ async def _analyse(reply_to: Message, source: Message, context: ContextTypes.DEF
         except BadRequest as error:
             # The official Bot API refuses files over 20 MB with "file is too big".
             if "too big" in error.message.lower():
-                await reply_to.reply_text(replies.too_large((size or 0) / 1024 / 1024, settings.max_file_mb),
-                                          do_quote=True)
+                log.info("chat %s message %s: file too big to download", chat_id, source.message_id)
+                await reply_to.reply_text(replies.too_large(size / 1024 / 1024 if size else None,
+                                                            settings.max_file_mb), do_quote=True)
                 return
             raise
         try:
-            result = await reader.read(chat_id, data)
+            result = await context.bot_data["photo_reader"].read(data)
         except ImageError as error:
             log.info("chat %s message %s: unreadable image (%s)", chat_id, source.message_id, error.kind)
             await reply_to.reply_text(replies.unreadable(str(error)), do_quote=True)

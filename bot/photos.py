@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import time
 
@@ -28,19 +29,24 @@ class PhotoReader:
         self._chat_locks: dict[int, asyncio.Lock] = {}
         self._chat_waiters: dict[int, int] = {}
 
-    async def read(self, chat_id, data):
-        """Return the faces and annotated JPEG for photo bytes; raises classifier.ImageError."""
+    @contextlib.asynccontextmanager
+    async def chat_turn(self, chat_id):
+        """Wait until the chat's earlier photos are done, so its replies keep the photos' order."""
         self._chat_waiters[chat_id] = self._chat_waiters.get(chat_id, 0) + 1
         lock = self._chat_locks.setdefault(chat_id, asyncio.Lock())
         try:
             async with lock:
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._executor, self._read, data)
+                yield
         finally:
             self._chat_waiters[chat_id] -= 1
             if self._chat_waiters[chat_id] == 0:
                 del self._chat_waiters[chat_id]
                 del self._chat_locks[chat_id]
+
+    async def read(self, data):
+        """Return the faces and annotated JPEG for photo bytes; raises classifier.ImageError."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._read, data)
 
     def _read(self, data):
         started = time.perf_counter()

@@ -25,8 +25,13 @@ NOTHING_TO_READ = "Reply to a photo with /emotions, or send /emotions as the cap
 FAILED = "Sorry, something went wrong while reading this photo. Please try again later."
 
 
+SEND_A_PHOTO = "Send me a photo and I'll tell you the emotion on every face in it. /help explains more."
+
+
 def too_large(size_mb, limit_mb):
-    return f"This file is {size_mb:.1f} MB; I can read files up to {limit_mb:g} MB. Send it as a photo instead."
+    """Explain a file over the download limit; `size_mb` is None when Telegram did not give the size."""
+    size = f"This file is {size_mb:.1f} MB" if size_mb else "This file is too large"
+    return f"{size}; I can read files up to {limit_mb:g} MB. Send it as a photo instead."
 
 
 def unreadable(message):

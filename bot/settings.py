@@ -1,7 +1,12 @@
 """Bot settings, read from environment variables (see `.env.example` for every one)."""
 
 import dataclasses
+import math
 import os
+import urllib.parse
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FACE_DETECTORS = ("auto", "yunet", "mtcnn")
 
 
 class SettingsError(Exception):
@@ -45,6 +50,15 @@ class Settings:
             raise SettingsError("TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather, then "
                                 "put its token in the environment or in .env")
         api_base_url = environ.get("TELEGRAM_API_BASE_URL", "").strip().rstrip("/") or None
+        if api_base_url and urllib.parse.urlsplit(api_base_url).scheme not in ("http", "https"):
+            raise SettingsError(f"TELEGRAM_API_BASE_URL={api_base_url!r} is not an http:// or https:// URL "
+                                "(example: http://127.0.0.1:8081)")
+        log_level = environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"LOG_LEVEL={log_level!r} is invalid: use one of {', '.join(LOG_LEVELS)}")
+        face_detector = environ.get("FACE_DETECTOR", "auto").strip().lower() or "auto"
+        if face_detector not in FACE_DETECTORS:
+            raise SettingsError(f"FACE_DETECTOR={face_detector!r} is invalid: use one of {', '.join(FACE_DETECTORS)}")
         webhook_url = environ.get("TELEGRAM_WEBHOOK_URL", "").strip() or None
         webhook_secret = environ.get("TELEGRAM_WEBHOOK_SECRET", "").strip() or None
         if webhook_url and not webhook_secret:
@@ -55,9 +69,9 @@ class Settings:
         return cls(
             token=token,
             api_base_url=api_base_url,
-            log_level=environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            log_level=log_level,
             model_path=environ.get("MODEL_PATH", "").strip() or None,
-            face_detector=environ.get("FACE_DETECTOR", "auto").strip() or "auto",
+            face_detector=face_detector,
             min_face_score=_number(environ, "MIN_FACE_SCORE", 0.8, float, 0.0, 1.0),
             # The official Bot API serves files of at most 20 MB to bots; a local server more.
             max_file_mb=_number(environ, "MAX_FILE_MB", 50.0 if api_base_url else 20.0, float, 0.1, 2000.0),
@@ -79,6 +93,6 @@ def _number(environ, name, default, kind, low, high):
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if not low <= value <= high:
+    if not (math.isfinite(value) and low <= value <= high):
         raise SettingsError(f"{name}={raw} is outside the range {low}-{high}")
     return value

@@ -11,14 +11,14 @@ from classifier.analyze import Analysis, EmotionReader, FaceEmotion
 from classifier.annotate import annotate
 from classifier.decode import decode_image
 from classifier.detect import Face, create_detector
-from classifier.emotion import DEFAULT_MODEL, EmotionModel
+from classifier.emotion import DEFAULT_MODEL, EmotionModel, ModelError
 from classifier.errors import (EmptyFileError, FileTooLargeError, ImageError, ImageTooLargeError,
                                NotAnImageError, TruncatedImageError, UnsupportedFormatError)
 from classifier.labels import EMOTIONS
 
 __all__ = [
     "Analysis", "DEFAULT_MODEL", "EMOTIONS", "EmotionModel", "EmotionReader", "EmptyFileError",
-    "Face", "FaceEmotion", "FileTooLargeError", "ImageError", "ImageTooLargeError",
+    "Face", "FaceEmotion", "ModelError", "FileTooLargeError", "ImageError", "ImageTooLargeError",
     "NotAnImageError", "TruncatedImageError", "UnsupportedFormatError", "annotate",
     "create_detector", "decode_image",
 ]

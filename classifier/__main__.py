@@ -13,7 +13,7 @@ import sys
 from classifier.analyze import EmotionReader
 from classifier.annotate import annotate
 from classifier.detect import DEFAULT_MIN_SCORE
-from classifier.emotion import DEFAULT_MODEL
+from classifier.emotion import DEFAULT_MODEL, ModelError
 from classifier.errors import ImageError
 
 
@@ -27,20 +27,24 @@ def main(argv=None):
     parser.add_argument("--model", default=DEFAULT_MODEL, help="ONNX emotion model (default: the shipped one)")
     parser.add_argument("--detector", default="auto", choices=("auto", "yunet", "mtcnn"),
                         help="face detector (default: %(default)s, YuNet where installed)")
-    parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
+    parser.add_argument("--min-score", type=_score, default=DEFAULT_MIN_SCORE,
                         help="smallest detector score counted as a face, 0-1 (default: %(default)s)")
     args = parser.parse_args(argv)
 
+    out_dir = args.out or pathlib.Path.cwd()
     try:
+        if not args.no_images:
+            out_dir.mkdir(parents=True, exist_ok=True)
         reader = EmotionReader(args.model, detector=args.detector, min_score=args.min_score)
-    except (FileNotFoundError, ValueError) as error:
+    except (ModelError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out_dir = args.out or pathlib.Path.cwd()
-    if not args.no_images:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: cannot create the output folder {out_dir}: {error.strerror}", file=sys.stderr)
+        return 2
 
     failures = 0
+    used_names = set()
     for photo in args.photos:
         record = {"path": photo}
         try:
@@ -55,11 +59,33 @@ def main(argv=None):
             record.update(width=analysis.width, height=analysis.height,
                           faces=[face.to_dict() for face in analysis.faces])
             if not args.no_images:
-                target = out_dir / (pathlib.Path(photo).stem + ".emotions.jpg")
-                target.write_bytes(annotate(analysis.image, analysis.faces))
-                record["annotated"] = str(target)
+                target = _unique_target(out_dir, pathlib.Path(photo).stem, used_names)
+                try:
+                    target.write_bytes(annotate(analysis.image, analysis.faces))
+                    record["annotated"] = str(target)
+                except OSError as error:
+                    failures += 1
+                    record.update(error="unwritable_output", message=f"Cannot write {target}: {error.strerror}.")
         _print_record(record, args.json)
     return 1 if failures else 0
+
+
+def _score(text):
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"{text} is not a score between 0 and 1")
+    return value
+
+
+def _unique_target(out_dir, stem, used_names):
+    """Return `<stem>.emotions.jpg`, numbered when photos of the same name share one run."""
+    name = f"{stem}.emotions.jpg"
+    number = 2
+    while name in used_names:
+        name = f"{stem}-{number}.emotions.jpg"
+        number += 1
+    used_names.add(name)
+    return out_dir / name
 
 
 def _print_record(record, as_json):

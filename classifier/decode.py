@@ -3,6 +3,7 @@
 import io
 import warnings
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -11,11 +12,17 @@ from classifier.errors import (EmptyFileError, FileTooLargeError, ImageTooLargeE
 
 # Telegram's Bot API lets a bot download files of up to 20 MB (more from a local Bot API
 # server); 50 MB leaves room for such servers without letting one file exhaust memory.
-MAX_BYTES = 50 * 1024 * 1024
+MEGABYTE = 1024 * 1024
+MAX_BYTES = 50 * MEGABYTE
 # 100 megapixels decode to 300 MB of RGB: larger than any phone or camera photo people post.
 MAX_PIXELS = 100_000_000
 
 SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "DIB", "TIFF", "GIF"}
+
+# Leading bytes of the supported formats: a file that starts like one but cannot be opened is
+# a damaged image, not some other kind of file.
+SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+DAMAGED = "The image file is damaged or incomplete (truncated)."
 
 
 def decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
@@ -27,20 +34,23 @@ def decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
     if not data:
         raise EmptyFileError("The file is empty.")
     if len(data) > max_bytes:
-        raise FileTooLargeError(f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+        raise FileTooLargeError(f"The file is {len(data) / MEGABYTE:.1f} MB; the limit is {max_bytes / MEGABYTE:g} MB.")
 
     with warnings.catch_warnings():
-        # Pillow warns before it raises for very large images; our own limit applies first.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow warns about very large images (our own limit applies first) and about
+        # malformed metadata such as EXIF, which does not stop the pixels from decoding.
+        warnings.simplefilter("ignore")
         try:
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
+            if data.startswith(SIGNATURES) or data[8:12] == b"WEBP":
+                raise TruncatedImageError(DAMAGED) from None
             raise NotAnImageError("This file is not an image in a format I can read "
                                   "(JPEG, PNG, WebP, BMP, TIFF or GIF).") from None
         except Image.DecompressionBombError:
             raise ImageTooLargeError(f"The image has more than {max_pixels:,} pixels.") from None
-        except (OSError, ValueError, SyntaxError) as error:
-            raise TruncatedImageError(f"The image file is damaged ({error}).") from None
+        except (OSError, ValueError, SyntaxError, EOFError):
+            raise TruncatedImageError(DAMAGED) from None
 
         with image:
             if image.format not in SUPPORTED_FORMATS:
@@ -58,17 +68,21 @@ def decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
                 return _to_rgb(upright)
             except Image.DecompressionBombError:
                 raise ImageTooLargeError(f"The image has more than {max_pixels:,} pixels.") from None
-            except (OSError, ValueError, SyntaxError, EOFError) as error:
-                raise TruncatedImageError(f"The image file is truncated or damaged ({error}).") from None
+            except (OSError, ValueError, SyntaxError, EOFError):
+                raise TruncatedImageError(DAMAGED) from None
 
 
 def _to_rgb(image):
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit grayscale: Pillow's own conversion clips to 255, so scale the range down.
-        values = np.asarray(image, dtype=np.uint32 if image.mode == "I" else np.uint16).astype(np.float64)
-        peak = 65535.0 if image.mode != "I" or values.max() > 255 else 255.0
-        gray = np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
+        # 16-bit grayscale: Pillow's own conversion clips to 255, so keep the high byte instead.
+        # Integer shifts keep the peak memory near that of the decoded image itself.
+        values = np.asarray(image)
+        if image.mode == "I" and values.max() <= 255:
+            gray = values.astype(np.uint8)
+        else:
+            gray = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
+        del values
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("LA", "La", "PA"):

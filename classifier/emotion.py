@@ -15,6 +15,10 @@ import onnxruntime
 from classifier import preprocess
 from classifier.labels import EMOTIONS
 
+class ModelError(Exception):
+    """An emotion model file that is missing or cannot be loaded."""
+
+
 DEFAULT_MODEL = pathlib.Path(__file__).resolve().parent.parent / "models" / "emotion.onnx"
 
 
@@ -23,10 +27,13 @@ class EmotionModel:
 
     def __init__(self, path=DEFAULT_MODEL, threads=None, flip_average=None, shift_pixels=None):
         path = pathlib.Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"emotion model not found: {path}")
+        if not path.is_file():
+            raise ModelError(f"emotion model not found: {path}")
         settings_path = path.with_suffix(".json")
-        settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
+        try:
+            settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
+        except (OSError, json.JSONDecodeError) as error:
+            raise ModelError(f"cannot read the model settings {settings_path}: {error}") from None
         self.path = path
         self.temperature = float(settings.get("temperature", 1.0))
         self.flip_average = settings.get("flip_average", True) if flip_average is None else flip_average
@@ -37,7 +44,10 @@ class EmotionModel:
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime raises its own exception types, not exported
+            raise ModelError(f"cannot load the emotion model {path}: {error}") from None
         self._input_name = self._session.get_inputs()[0].name
 
     def logits(self, faces):

@@ -149,3 +149,25 @@ async def test_help_command(api, bot):
 
     assert "/emotions" in params["text"]
     assert "privacy" in params["text"]
+
+
+async def test_private_text_gets_hint(api, bot):
+    message_id = api.push_message(PRIVATE_CHAT, text="hello there")
+
+    [(_, params)] = await api.wait_for(1, "sendMessage")
+
+    assert params["reply_parameters"]["message_id"] == message_id
+    assert "Send me a photo" in params["text"]
+
+
+async def test_replies_keep_order_within_chat(api, bot, portrait_bytes, faceless_bytes):
+    api.add_file("portrait", portrait_bytes)
+    api.add_file("landscape", faceless_bytes)
+    first = api.push_message(PRIVATE_CHAT, photo=photo_sizes("portrait", portrait_bytes))
+    second = api.push_message(PRIVATE_CHAT, photo=photo_sizes("landscape", faceless_bytes))
+
+    await api.wait_for(1, "sendPhoto")
+    await api.wait_for(1, "sendMessage")
+
+    replies = [params["reply_parameters"]["message_id"] for _, params in api.sent("sendPhoto", "sendMessage")]
+    assert replies == [first, second]

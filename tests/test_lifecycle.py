@@ -111,3 +111,43 @@ def test_settings_errors_are_plain(tmp_path, environment, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_rejected_token_exits_without_leaking_it(tmp_path):
+    api = await FakeBotApi("999:other-token").start()  # answers 401 Unauthorized to our token
+    try:
+        process = await start_bot(api, tmp_path)
+        code, output = await _wait_exit(process)
+    finally:
+        await api.stop()
+
+    assert code == 1
+    assert "rejected the token" in output
+    assert TOKEN not in output
+    assert TOKEN.split(":")[1] not in output
+
+
+async def _wait_exit(process, timeout_s=120):
+    await asyncio.wait_for(process.wait(), timeout_s)
+    await process.reader_task
+    return process.returncode, process.output.decode(errors="replace")
+
+
+def test_token_redactor_hides_token_in_messages_and_tracebacks():
+    import logging
+
+    from bot.app import TokenRedactor
+
+    token = "42:secret-value"
+    try:
+        raise RuntimeError(f"request to https://api.example/bot{token}/getMe failed")
+    except RuntimeError as error:
+        record = logging.LogRecord("test", logging.ERROR, __file__, 1, "failed: %s (%d)", (token, 3),
+                                   (type(error), error, error.__traceback__))
+
+    TokenRedactor(token).filter(record)
+
+    text = logging.Formatter().format(record)
+    assert token not in text
+    assert "failed: <token> (3)" in text
+    assert "RuntimeError" in text

@@ -19,6 +19,8 @@ class ModelError(Exception):
     """An emotion model file that is missing or cannot be loaded."""
 
 
+MAX_FACES_PER_RUN = 64
+
 DEFAULT_MODEL = pathlib.Path(__file__).resolve().parent.parent / "models" / "emotion.onnx"
 
 
@@ -55,9 +57,14 @@ class EmotionModel:
         batch = preprocess.to_model_input(faces)
         if len(batch) == 0:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
-        views = self._views(batch)
-        logits = self._run(np.concatenate(views))
-        return logits.reshape(len(views), len(batch), -1).mean(axis=0)
+        # Chunks bound memory: the first layer's activations take 300 KB per face and view.
+        chunks = []
+        for start in range(0, len(batch), MAX_FACES_PER_RUN):
+            chunk = batch[start:start + MAX_FACES_PER_RUN]
+            views = self._views(chunk)
+            logits = self._run(np.concatenate(views))
+            chunks.append(logits.reshape(len(views), len(chunk), -1).mean(axis=0))
+        return np.concatenate(chunks)
 
     def _views(self, batch):
         views = [batch]

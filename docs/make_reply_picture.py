@@ -1,6 +1,6 @@
-"""Render docs/reply.png: a real reply of `python -m bot`, captured from a fake Bot API server.
+"""Render docs/reply.jpg: a real reply of `python -m bot`, captured from a fake Bot API server.
 
-    python docs/make_reply_picture.py PHOTO [--out docs/reply.png]
+    python docs/make_reply_picture.py PHOTO [--out docs/reply.jpg]
 
 Starts the bot against the test suite's fake Bot API server on 127.0.0.1, sends it PHOTO,
 and draws the photo the bot uploaded with the caption it sent underneath, like a chat.
@@ -59,11 +59,11 @@ def render(jpeg, caption):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photo", type=pathlib.Path, help="photo to send to the bot")
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "docs" / "reply.png", help="PNG to write")
+    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "docs" / "reply.jpg", help="image to write (JPEG or PNG, by suffix)")
     args = parser.parse_args()
 
     jpeg, caption = asyncio.run(capture_reply(args.photo.read_bytes(), ROOT))
-    render(jpeg, caption).save(args.out, optimize=True)
+    render(jpeg, caption).save(args.out, quality=85, optimize=True)
     print(caption)
 
 

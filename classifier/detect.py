@@ -17,6 +17,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MIN_SCORE = 0.8
 
+# Photos at least this many times longer than wide (panoramas, strips) are searched in tiles,
+# when their short side is big enough to hold a face and the tiles stay few.
+STRIP_MIN_TILES = 3
+STRIP_MIN_SIDE = 48
+STRIP_MAX_TILES = 40
+
 
 @dataclasses.dataclass(frozen=True)
 class Face:
@@ -48,6 +54,28 @@ class YuNetDetector:
 
     def detect(self, rgb):
         height, width = rgb.shape[:2]
+        shortest, longest = min(height, width), max(height, width)
+        tiles = -(-longest // shortest) if shortest else 0
+        if tiles < STRIP_MIN_TILES or shortest < STRIP_MIN_SIDE or tiles > STRIP_MAX_TILES:
+            return _non_max_suppression(self._detect_pyramid(rgb))
+
+        # A long strip scaled to max_side would shrink its faces to a few pixels, so detect in
+        # overlapping tiles twice as long as the strip is wide. Consecutive tiles overlap by the
+        # strip's width, which no face exceeds, so every face lies whole inside one tile.
+        faces = []
+        for start in range(0, max(1, longest - shortest), shortest):
+            if width >= height:
+                tile, offset = rgb[:, start:start + 2 * shortest], (start, 0)
+            else:
+                tile, offset = rgb[start:start + 2 * shortest], (0, start)
+            for face in self._detect_pyramid(np.ascontiguousarray(tile)):
+                x, y, w, h = face.box
+                points = tuple((px + offset[0], py + offset[1]) for px, py in face.landmarks)
+                faces.append(Face((x + offset[0], y + offset[1], w, h), face.score, points))
+        return _non_max_suppression(faces)
+
+    def _detect_pyramid(self, rgb):
+        height, width = rgb.shape[:2]
         longest = max(height, width)
         # Small photos are enlarged to min_side so that small faces in them are found too.
         base_scale = self.max_side / longest if longest > self.max_side else max(1.0, self.min_side / longest)
@@ -69,7 +97,7 @@ class YuNetDetector:
                 points = tuple((int(round(row[5 + 2 * i] / scale)), int(round(row[6 + 2 * i] / scale)))
                                for i in range(5))
                 faces.append(Face(_clip_box(x, y, w, h, width, height), score, points))
-        return _non_max_suppression(faces)
+        return faces
 
 
 class MtcnnDetector:

@@ -221,3 +221,14 @@ def test_cli_json_lines(tmp_path, portrait_bytes):
     assert bad["path"] == "broken.png"
     assert bad["error"] in ("truncated_image", "not_an_image")
     assert bad["message"]
+
+
+def test_faces_in_long_strip_are_found(reader):
+    portrait = Image.open(portrait_path()).convert("RGB").resize((200, 234))
+    strip = Image.new("RGB", (12000, 300), (128, 128, 128))
+    for x in (100, 2600, 5100, 7600, 11000):
+        strip.paste(portrait, (x, 30))
+
+    analysis = reader.read_bytes(encode(strip))
+
+    assert len(analysis.faces) == 5

@@ -35,7 +35,7 @@ class Face:
 
 
 class YuNetDetector:
-    """YuNet run on an image pyramid, so that both 20 px and 2000 px faces are found.
+    """YuNet run on an image pyramid, so that both small faces and faces filling the photo are found.
 
     YuNet works best on images up to about 960 px and misses faces that fill most of its
     input. So the photo is scaled to `max_side` px and also run at half and quarter size, and

@@ -66,6 +66,8 @@ async def test_container_replies_to_photo(image, portrait_bytes):
         assert_annotated_reply(reply, PRIVATE_CHAT, message_id, faces=1)
         user = podman("exec", name, "id", "-u").stdout.strip()
         assert user != "0"
+        health = podman("exec", name, "python", "-m", "bot.healthcheck", check=False)
+        assert health.returncode == 0, health.stderr
     finally:
         stop = await asyncio.to_thread(podman, "stop", "-t", "60", name, timeout_s=120, check=False)
         await api.stop()

@@ -61,6 +61,6 @@ def _fit(lines):
     for index, line in enumerate(lines):
         more = f"… and {len(lines) - index} more"
         if len("\n".join(kept + [line, more])) > MAX_CAPTION_CHARS:
-            return "\n".join(kept + [f"… and {len(lines) - index} more"])
+            return "\n".join(kept + [more])
         kept.append(line)
     return "\n".join(kept)

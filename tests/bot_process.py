@@ -31,6 +31,11 @@ async def stop_bot(process, timeout_s=60):
     """Send SIGTERM, wait for exit; return (exit code, everything the bot printed)."""
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
+    return await wait_for_exit(process, timeout_s)
+
+
+async def wait_for_exit(process, timeout_s=120):
+    """Wait for the bot to exit (killing it after `timeout_s`); return (exit code, output)."""
     try:
         await asyncio.wait_for(process.wait(), timeout_s)
     except asyncio.TimeoutError:

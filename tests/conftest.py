@@ -77,6 +77,17 @@ def faces_dir():
     return FACES_DIR
 
 
+@pytest.fixture
+async def api():
+    """A fake Bot API server on 127.0.0.1 that accepts the test bot's token."""
+    from tests.bot_process import TOKEN
+    from tests.fake_bot_api import FakeBotApi
+
+    server = await FakeBotApi(TOKEN).start()
+    yield server
+    await server.stop()
+
+
 @pytest.fixture(scope="session")
 def reader():
     from classifier import EmotionReader

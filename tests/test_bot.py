@@ -7,15 +7,8 @@ from PIL import Image
 
 from tests.bot_process import TOKEN, start_bot, stop_bot
 from tests.conftest import encode, make_collage
-from tests.fake_bot_api import GROUP_CHAT, PRIVATE_CHAT, FakeBotApi
+from tests.fake_bot_api import GROUP_CHAT, PRIVATE_CHAT
 
-
-
-@pytest.fixture
-async def api():
-    server = await FakeBotApi(TOKEN).start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

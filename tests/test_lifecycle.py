@@ -1,7 +1,6 @@
 """Stopping, webhook mode and settings errors of the real bot process."""
 
 import asyncio
-import json
 import socket
 import subprocess
 import sys
@@ -10,19 +9,12 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from tests.bot_process import TOKEN, start_bot, stop_bot
+from tests.bot_process import TOKEN, start_bot, stop_bot, wait_for_exit
 from tests.conftest import ROOT, encode, make_collage
 from tests.fake_bot_api import PRIVATE_CHAT, USER, FakeBotApi
 from tests.test_bot import assert_annotated_reply, photo_sizes
 
 WEBHOOK_SECRET = "test_secret-123"
-
-
-@pytest.fixture
-async def api():
-    server = await FakeBotApi(TOKEN).start()
-    yield server
-    await server.stop()
 
 
 def free_port():
@@ -114,10 +106,10 @@ def test_settings_errors_are_plain(tmp_path, environment, message):
 
 
 async def test_rejected_token_exits_without_leaking_it(tmp_path):
-    api = await FakeBotApi("999:other-token").start()  # answers 401 Unauthorized to our token
+    api = await FakeBotApi("999:other-token").start()  # returns 401 Unauthorized for our token
     try:
         process = await start_bot(api, tmp_path)
-        code, output = await _wait_exit(process)
+        code, output = await wait_for_exit(process)
     finally:
         await api.stop()
 
@@ -125,12 +117,6 @@ async def test_rejected_token_exits_without_leaking_it(tmp_path):
     assert "rejected the token" in output
     assert TOKEN not in output
     assert TOKEN.split(":")[1] not in output
-
-
-async def _wait_exit(process, timeout_s=120):
-    await asyncio.wait_for(process.wait(), timeout_s)
-    await process.reader_task
-    return process.returncode, process.output.decode(errors="replace")
 
 
 def test_token_redactor_hides_token_in_messages_and_tracebacks():

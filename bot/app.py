@@ -111,7 +111,7 @@ def run(application: Application, settings: Settings):
     else:
         log.info("Starting long polling")
         # NOTE: python-telegram-bot 22 cannot skip an update it fails to parse. It logs the error
-        # and asks for the same updates again at once, so a server that sends malformed updates
+        # and requests the same updates again at once, so a server that sends malformed updates
         # (api.telegram.org does not) keeps the bot in a tight retry loop.
         application.run_polling(allowed_updates=ALLOWED_UPDATES)
     log.info("Stopped")

@@ -49,23 +49,28 @@ class Settings:
         if not token:
             raise SettingsError("TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather, then "
                                 "put its token in the environment or in .env")
+
         api_base_url = environ.get("TELEGRAM_API_BASE_URL", "").strip().rstrip("/") or None
         if api_base_url and urllib.parse.urlsplit(api_base_url).scheme not in ("http", "https"):
             raise SettingsError(f"TELEGRAM_API_BASE_URL={api_base_url!r} is not an http:// or https:// URL "
                                 "(example: http://127.0.0.1:8081)")
+
         log_level = environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"LOG_LEVEL={log_level!r} is invalid: use one of {', '.join(LOG_LEVELS)}")
         face_detector = environ.get("FACE_DETECTOR", "auto").strip().lower() or "auto"
         if face_detector not in FACE_DETECTORS:
             raise SettingsError(f"FACE_DETECTOR={face_detector!r} is invalid: use one of {', '.join(FACE_DETECTORS)}")
+
         webhook_url = environ.get("TELEGRAM_WEBHOOK_URL", "").strip() or None
         webhook_secret = environ.get("TELEGRAM_WEBHOOK_SECRET", "").strip() or None
         if webhook_url and not webhook_secret:
             raise SettingsError("TELEGRAM_WEBHOOK_SECRET is required with TELEGRAM_WEBHOOK_URL: "
                                 "Telegram sends it back on every update so the bot can reject forged ones")
-        if webhook_secret and not all(c.isalnum() or c in "_-" for c in webhook_secret):
+        if webhook_secret and (len(webhook_secret) > 256
+                               or not all(c.isascii() and (c.isalnum() or c in "_-") for c in webhook_secret)):
             raise SettingsError("TELEGRAM_WEBHOOK_SECRET may contain only A-Z, a-z, 0-9, _ and - (1-256 characters)")
+
         return cls(
             token=token,
             api_base_url=api_base_url,

@@ -162,7 +162,7 @@ def test_train_refuses_to_overwrite_a_run(tmp_path):
     result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", cwd=tmp_path)
 
     assert result.returncode == 2
-    assert "already holds a run" in result.stderr
+    assert "already contains a run" in result.stderr
     assert "Traceback" not in result.stderr
 
 

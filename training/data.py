@@ -56,7 +56,7 @@ class DataError(Exception):
 class FaceSet:
     """Faces with their labels and FER2013 split.
 
-    `votes`, when present, holds each face's FER+ vote distribution over the seven FER2013
+    `votes`, when present, contains each face's FER+ vote distribution over the seven FER2013
     classes (rows sum to 1, or are all zero where FER+ has no usable vote).
     """
 

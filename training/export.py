@@ -1,6 +1,6 @@
 """Export a trained Keras model to the ONNX file the classifier loads, with its settings file.
 
-ONNX Runtime is what the classifier runs: on 2 CPU cores it answers a single face about
+ONNX Runtime is what the classifier runs: on 2 CPU cores it classifies a single face about
 2.5x faster than a compiled TensorFlow function and a batch as fast, and it lets the bot
 run without TensorFlow installed, which keeps its container image small.
 """

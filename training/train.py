@@ -136,7 +136,7 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         fer_plus_path = state.get("fer_plus")
     else:
         if state_path.exists():
-            raise data.DataError(f"{run_dir} already holds a run: pass --resume, or choose another --out")
+            raise data.DataError(f"{run_dir} already contains a run: pass --resume, or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         state = {"recipe": dataclasses.asdict(recipe), "data": str(data_path),
                  "fer_plus": str(fer_plus_path) if fer_plus_path else None,

@@ -1,4 +1,4 @@
-"""Command line of the training package: `python -m training {train,evaluate,export} --help`."""
+"""Command line of the training package: `python -m training {train,evaluate,export,ensemble} --help`."""
 
 import argparse
 import dataclasses
@@ -18,6 +18,7 @@ def main(argv=None):
     _add_train(commands)
     _add_evaluate(commands)
     _add_export(commands)
+    _add_ensemble(commands)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -101,32 +102,98 @@ def _add_export(commands):
     parser = commands.add_parser("export", help="write a trained .keras model as the ONNX file the "
                                  "classifier loads, with a temperature fitted on PublicTest")
     parser.add_argument("--model", required=True, help="trained .keras model, such as a run's best.keras")
+    _add_output_options(parser)
+    parser.set_defaults(run=_run_export)
+
+
+def _add_output_options(parser):
+    """Add the options that `export` and `ensemble` share: data, output file, test-time views."""
     parser.add_argument("--data", required=True, help="FER2013 data; its PublicTest split calibrates the temperature")
     parser.add_argument("--out", default="models/emotion.onnx", help="ONNX file to write (default: %(default)s)")
     parser.add_argument("--no-flip", action="store_true", help="do not average with mirrored faces at inference")
     parser.add_argument("--shift-pixels", type=int, default=0,
                         help="at inference, also average over faces shifted this many pixels (default: %(default)s)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
-    parser.set_defaults(run=_run_export)
 
 
 def _run_export(args):
-    import logging
-
-    from training import data, metrics
     from training.evaluate import load_model
     from training.export import export
 
     flip_average = not args.no_flip
-    public_test = data.load(args.data, cache_dir=args.cache).split("PublicTest")
-    if len(public_test) == 0:
-        raise data.DataError(f"{args.data}: no PublicTest faces to fit the temperature on")
     model = load_model(args.model, flip_average=flip_average, shift_pixels=args.shift_pixels, temperature=1.0)
-    temperature = metrics.fit_temperature(public_test.labels, model.logits(public_test.images))
-    logging.getLogger(__name__).info("Temperature fitted on %d PublicTest faces: %.3f", len(public_test), temperature)
+    temperature = _fit_temperature(model, args.data, args.cache)
     export(args.model, args.out, temperature=temperature, flip_average=flip_average,
            shift_pixels=args.shift_pixels, extra={"source": str(args.model)})
     print(args.out)
+    return 0
+
+
+def _fit_temperature(model, data_path, cache_dir):
+    """Return the temperature that calibrates `model` (run with temperature 1) on PublicTest."""
+    import logging
+
+    from training import data, metrics
+
+    public_test = data.load(data_path, cache_dir=cache_dir).split("PublicTest")
+    if len(public_test) == 0:
+        raise data.DataError(f"{data_path}: no PublicTest faces to fit the temperature on")
+    logits = model.logits(public_test.images)
+    temperature = metrics.fit_temperature(public_test.labels, logits)
+    accuracy = float((logits.argmax(axis=1) == public_test.labels).mean())
+    logging.getLogger(__name__).info("PublicTest accuracy %.4f; temperature fitted on %d faces: %.3f",
+                                     accuracy, len(public_test), temperature)
+    return temperature
+
+
+def _add_ensemble(commands):
+    from training.ensemble import AVERAGES
+
+    parser = commands.add_parser("ensemble", help="combine several models into one ONNX file that averages "
+                                 "their predictions, with a temperature fitted on PublicTest")
+    parser.add_argument("--members", nargs="+", required=True,
+                        help="two or more .onnx or .keras models (a .keras model is exported first)")
+    parser.add_argument("--average", choices=AVERAGES, default="probabilities",
+                        help="average the members' softmax probabilities or their logits (default: %(default)s)")
+    _add_output_options(parser)
+    parser.set_defaults(run=_run_ensemble)
+
+
+def _run_ensemble(args):
+    import pathlib
+    import shutil
+    import tempfile
+
+    from classifier.emotion import EmotionModel
+    from training import data, ensemble
+    from training.export import export, write_settings
+
+    for member in args.members:
+        if not pathlib.Path(member).is_file():
+            raise data.DataError(f"member model not found: {member}")
+    flip_average = not args.no_flip
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = pathlib.Path(scratch)
+        onnx_members = []
+        for index, member in enumerate(map(pathlib.Path, args.members)):
+            if member.suffix == ".keras":
+                member = export(member, scratch / f"member{index}.onnx")
+            onnx_members.append(member)
+        try:
+            # Written to scratch first: --out may name one of the members.
+            combined = ensemble.write(onnx_members, scratch / "combined.onnx", args.average)
+        except ensemble.EnsembleError as error:
+            raise data.DataError(str(error)) from None
+        model = EmotionModel(combined, flip_average=flip_average, shift_pixels=args.shift_pixels)
+        temperature = _fit_temperature(model, args.data, args.cache)
+        write_settings(combined, temperature, flip_average, args.shift_pixels,
+                       extra={"source": [str(member) for member in args.members], "average": args.average})
+
+        out = pathlib.Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(combined, out)
+        shutil.copyfile(combined.with_suffix(".json"), out.with_suffix(".json"))
+    print(out)
     return 0
 
 

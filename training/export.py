@@ -28,10 +28,7 @@ def export(keras_path, onnx_path, temperature=1.0, flip_average=True, shift_pixe
 
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     model.export(str(onnx_path), format="onnx", verbose=False)
-    settings = {"classes": list(EMOTIONS), "input": f"(N, {FACE_SIZE}, {FACE_SIZE}, 1) float32, 0-255",
-                "temperature": float(temperature), "flip_average": bool(flip_average),
-                "shift_pixels": int(shift_pixels), **(extra or {})}
-    onnx_path.with_suffix(".json").write_text(json.dumps(settings, indent=2) + "\n")
+    write_settings(onnx_path, temperature, flip_average, shift_pixels, extra)
 
     exported = EmotionModel(onnx_path, flip_average=False, shift_pixels=0).logits(probe)
     difference = float(np.abs(exported - expected).max())
@@ -39,3 +36,11 @@ def export(keras_path, onnx_path, temperature=1.0, flip_average=True, shift_pixe
         raise RuntimeError(f"ONNX and Keras logits differ by {difference:.2g}; the export is wrong")
     log.info("Exported %s to %s (max logit difference %.1g)", keras_path, onnx_path, difference)
     return onnx_path
+
+
+def write_settings(onnx_path, temperature, flip_average, shift_pixels, extra=None):
+    """Write the `.json` file beside `onnx_path` that `classifier.EmotionModel` reads."""
+    settings = {"classes": list(EMOTIONS), "input": f"(N, {FACE_SIZE}, {FACE_SIZE}, 1) float32, 0-255",
+                "temperature": float(temperature), "flip_average": bool(flip_average),
+                "shift_pixels": int(shift_pixels), **(extra or {})}
+    pathlib.Path(onnx_path).with_suffix(".json").write_text(json.dumps(settings, indent=2) + "\n")

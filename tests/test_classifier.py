@@ -12,6 +12,7 @@ from PIL import Image
 import classifier
 from classifier import EMOTIONS, decode_image, errors
 from classifier.detect import box_iou
+from classifier.emotion import DEFAULT_MODEL
 from tests.conftest import ROOT, encode, make_collage, portrait_path
 
 EXIF_ORIENTATION = 0x0112
@@ -78,6 +79,11 @@ def test_emotion_model_on_cropped_faces():
     assert probabilities.shape == (5, 7)
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
     assert model.predict(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
+
+
+def test_shipped_model_fits_size_budget():
+    # Weights ship in the repository and the container image: at most 30 MB.
+    assert DEFAULT_MODEL.stat().st_size <= 30_000_000
 
 
 def test_emotion_model_rejects_wrong_shape():

@@ -10,6 +10,8 @@ from tests.conftest import ROOT
 # The shipped model's PrivateTest accuracy is 0.6+ (see models/README.md); a drop below this
 # means the model, its settings file or the preprocessing changed.
 MIN_SHIPPED_ACCURACY = 0.66
+# Confidences shown to users must be honest: temperature scaling keeps this error low.
+MAX_SHIPPED_CALIBRATION_ERROR = 0.03
 
 
 def test_face_detection_on_boxed_photos(reader, faces_dir):
@@ -30,3 +32,4 @@ def test_shipped_model_accuracy_on_private_test(fer2013_csv, tmp_path):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["n"] == 3589
     assert figures["accuracy"] >= MIN_SHIPPED_ACCURACY
+    assert figures["expected_calibration_error"] <= MAX_SHIPPED_CALIBRATION_ERROR

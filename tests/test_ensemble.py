@@ -15,7 +15,7 @@ from training import ensemble
 PIXELS = FACE_SIZE * FACE_SIZE
 
 
-def write_linear_member(path, seed, opset=17):
+def write_linear_member(path, seed, opset=17, extra_opsets=()):
     """Write a linear classifier over raw pixels, laid out like an exported member model."""
     rng = np.random.default_rng(seed)
     weights = (rng.normal(size=(PIXELS, 7)) / PIXELS).astype(np.float32)
@@ -31,7 +31,8 @@ def write_linear_member(path, seed, opset=17):
                      numpy_helper.from_array(weights, "weights"),
                      numpy_helper.from_array(bias, "bias")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(*extra) for extra in extra_opsets]
+    model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
@@ -78,6 +79,17 @@ def test_ensemble_rejects_mixed_opsets(tmp_path, members):
 
     with pytest.raises(ensemble.EnsembleError, match="different ONNX opsets"):
         ensemble.combine([members[0], other])
+
+
+def test_ensemble_keeps_member_opset_domains(tmp_path):
+    # Keras exports import the ai.onnx.ml domain as well as the default one.
+    members = [write_linear_member(tmp_path / f"member{seed}.onnx", seed, extra_opsets=[("ai.onnx.ml", 2)])
+               for seed in range(2)]
+
+    combined = ensemble.combine(members)
+
+    opsets = {opset.domain: opset.version for opset in combined.opset_import}
+    assert opsets == {"": 17, "ai.onnx.ml": 2}
 
 
 def test_ensemble_cli_may_replace_a_member(tmp_path, members):

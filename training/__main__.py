@@ -131,8 +131,6 @@ def _run_export(args):
 
 def _fit_temperature(model, data_path, cache_dir):
     """Return the temperature that calibrates `model` (run with temperature 1) on PublicTest."""
-    import logging
-
     from training import data, metrics
 
     public_test = data.load(data_path, cache_dir=cache_dir).split("PublicTest")
@@ -180,7 +178,7 @@ def _run_ensemble(args):
                 member = export(member, scratch / f"member{index}.onnx")
             onnx_members.append(member)
         try:
-            # Written to scratch first: --out may name one of the members.
+            # Write to scratch first, because --out may name one of the members.
             combined = ensemble.write(onnx_members, scratch / "combined.onnx", args.average)
         except ensemble.EnsembleError as error:
             raise data.DataError(str(error)) from None

@@ -15,6 +15,7 @@ from onnx import compose, helper
 from classifier.emotion import EmotionModel, softmax
 from classifier.labels import EMOTIONS
 from classifier.preprocess import FACE_SIZE
+from training.export import check_logits, probe_faces
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,7 @@ def combine(member_paths, average="probabilities"):
     if len(member_paths) < 2:
         raise EnsembleError("an ensemble needs at least two member models")
     members = [onnx.load(str(path)) for path in member_paths]
-    opsets = {_default_opset(member) for member in members}
-    if len(opsets) != 1:
-        raise EnsembleError(f"the members use different ONNX opsets {sorted(opsets)}: export them with one Keras version")
+    opsets = _merge_opsets(members)
 
     nodes, initializers, outputs = [], [], []
     for index, (path, member) in enumerate(zip(member_paths, members)):
@@ -69,7 +68,8 @@ def combine(member_paths, average="probabilities"):
         outputs=[helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["N", len(EMOTIONS)])],
         initializer=initializers,
     )
-    combined = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opsets.pop())],
+    combined = helper.make_model(graph, opset_imports=[helper.make_opsetid(domain, version)
+                                                       for domain, version in opsets.items()],
                                  producer_name="emotion-bot training.ensemble")
     combined.ir_version = min(member.ir_version for member in members)
     onnx.checker.check_model(combined)
@@ -79,17 +79,14 @@ def combine(member_paths, average="probabilities"):
 def write(member_paths, onnx_path, average="probabilities"):
     """Write the combined model to `onnx_path`; check it against the members run one by one."""
     onnx_path = pathlib.Path(onnx_path)
-    probe = np.random.default_rng(0).integers(0, 256, (4, FACE_SIZE, FACE_SIZE)).astype(np.uint8)
+    probe = probe_faces()
     member_logits = [EmotionModel(path, flip_average=False, shift_pixels=0).logits(probe) for path in member_paths]
     expected = _average(member_logits, average)
 
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(combine(member_paths, average), str(onnx_path))
 
-    combined_logits = EmotionModel(onnx_path, flip_average=False, shift_pixels=0).logits(probe)
-    difference = float(np.abs(combined_logits - expected).max())
-    if difference > 1e-3:
-        raise RuntimeError(f"the combined model's logits differ from its members' by {difference:.2g}")
+    difference = check_logits(onnx_path, probe, expected, source="its members run one by one")
     log.info("Combined %d models into %s (max logit difference %.1g)", len(member_paths), onnx_path, difference)
     return onnx_path
 
@@ -100,5 +97,15 @@ def _average(member_logits, average):
     return np.log(np.mean([softmax(logits) for logits in member_logits], axis=0))
 
 
-def _default_opset(model):
-    return next(opset.version for opset in model.opset_import if opset.domain in ("", "ai.onnx"))
+def _merge_opsets(members):
+    """Return {domain: version} of every opset the members import; raise if a domain's versions differ."""
+    versions = {}
+    for member in members:
+        for opset in member.opset_import:
+            domain = "" if opset.domain == "ai.onnx" else opset.domain  # two names of the default domain
+            versions.setdefault(domain, set()).add(opset.version)
+    for domain, found in versions.items():
+        if len(found) != 1:
+            raise EnsembleError(f"the members use different ONNX opsets {sorted(found)} for the domain "
+                                f"{domain or 'ai.onnx'}: export them with one Keras version")
+    return {domain: found.pop() for domain, found in versions.items()}

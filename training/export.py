@@ -9,7 +9,6 @@ import json
 import logging
 import pathlib
 
-import keras
 import numpy as np
 
 from classifier.emotion import EmotionModel
@@ -18,24 +17,44 @@ from classifier.preprocess import FACE_SIZE
 
 log = logging.getLogger(__name__)
 
+# Maximum logit difference accepted between a written ONNX model and what it was made from.
+MAX_LOGIT_DIFFERENCE = 1e-3
+
 
 def export(keras_path, onnx_path, temperature=1.0, flip_average=True, shift_pixels=0, extra=None):
     """Write `onnx_path` and its `.json` settings; check that ONNX and Keras outputs agree."""
+    import keras  # here, not at the top, so ensemble.py can use this module without TensorFlow
+
     keras_path, onnx_path = pathlib.Path(keras_path), pathlib.Path(onnx_path)
     model = keras.models.load_model(keras_path)
-    probe = np.random.default_rng(0).integers(0, 256, (4, FACE_SIZE, FACE_SIZE)).astype(np.uint8)
+    probe = probe_faces()
     expected = keras.ops.convert_to_numpy(model(probe[..., None].astype(np.float32), training=False))
 
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     model.export(str(onnx_path), format="onnx", verbose=False)
     write_settings(onnx_path, temperature, flip_average, shift_pixels, extra)
 
-    exported = EmotionModel(onnx_path, flip_average=False, shift_pixels=0).logits(probe)
-    difference = float(np.abs(exported - expected).max())
-    if difference > 1e-3:
-        raise RuntimeError(f"ONNX and Keras logits differ by {difference:.2g}; the export is wrong")
+    difference = check_logits(onnx_path, probe, expected, source=f"the Keras model {keras_path}")
     log.info("Exported %s to %s (max logit difference %.1g)", keras_path, onnx_path, difference)
     return onnx_path
+
+
+def probe_faces():
+    """Return four random (48, 48) uint8 faces, the same on every call, for checking a written model."""
+    return np.random.default_rng(0).integers(0, 256, (4, FACE_SIZE, FACE_SIZE)).astype(np.uint8)
+
+
+def check_logits(onnx_path, probe, expected, source):
+    """Run `onnx_path` on `probe` without test-time views; raise unless it matches `expected`.
+
+    Returns the maximum absolute logit difference.
+    """
+    logits = EmotionModel(onnx_path, flip_average=False, shift_pixels=0).logits(probe)
+    difference = float(np.abs(logits - expected).max())
+    if difference > MAX_LOGIT_DIFFERENCE:
+        raise RuntimeError(f"{onnx_path}: logits differ from {source} by {difference:.2g}, "
+                           f"over the {MAX_LOGIT_DIFFERENCE:g} allowed, so the written model is wrong")
+    return difference
 
 
 def write_settings(onnx_path, temperature, flip_average, shift_pixels, extra=None):

@@ -136,6 +136,11 @@ def test_train_resume_export_evaluate(tmp_path):
     assert "epoch 2/2" in resumed.stderr
     assert len((run_dir / "history.csv").read_text().splitlines()) == 3
 
+    continued = run_training_cli("train", *common[:3], tmp_path / "continued", *common[4:], "--epochs", "1",
+                                 "--init-from", run_dir / "best.keras", cwd=tmp_path)
+    assert continued.returncode == 0, continued.stderr
+    assert f"Starting from the weights of {run_dir / 'best.keras'}" in continued.stderr
+
     onnx_path = tmp_path / "model" / "emotion.onnx"
     exported = run_training_cli("export", "--model", run_dir / "best.keras", "--data", csv_path,
                                 "--out", onnx_path, cwd=tmp_path)
@@ -164,6 +169,31 @@ def test_train_refuses_to_overwrite_a_run(tmp_path):
     assert result.returncode == 2
     assert "already contains a run" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_refuses_a_model_of_another_architecture(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+
+    result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--architecture", "tiny",
+                              "--init-from", ROOT / "models" / "emotion.onnx", "--cache", tmp_path / "cache",
+                              cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "was not exported from a tiny model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_rebuild_the_shipped_model_from_onnx():
+    from training import models, warm_start
+
+    faces = np.random.default_rng(0).integers(0, 256, (64, 48, 48, 1)).astype(np.float32)
+    model = warm_start.rebuild(models.ARCHITECTURES["vgg32"](), ROOT / "models" / "emotion.onnx", faces)
+
+    # rebuild() checks the logits itself; in training mode the rebuilt batch norms must stay sane.
+    trained_mode = np.asarray(model(faces, training=True))
+    assert np.isfinite(trained_mode).all()
+    with pytest.raises(ValueError, match="not exported from a vgg48 model"):
+        warm_start.rebuild(models.ARCHITECTURES["vgg48"](), ROOT / "models" / "emotion.onnx", faces)
 
 
 def test_evaluate_reports_missing_data(tmp_path):

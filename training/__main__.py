@@ -42,6 +42,8 @@ def _add_train(commands):
     parser.add_argument("--fer-plus", help="FER+ votes CSV (fer2013new.csv) to mix into the targets")
     parser.add_argument("--out", required=True, help="run folder for checkpoints and history")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    parser.add_argument("--init-from", help="start a new run from a trained model of the same architecture "
+                        "(.keras, or an .onnx file such as models/emotion.onnx)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
     defaults = Recipe()
     for field in dataclasses.fields(Recipe):
@@ -55,7 +57,8 @@ def _run_train(args):
     from training.train import Recipe, train
 
     recipe = Recipe(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)})
-    train(args.data, args.out, recipe, fer_plus_path=args.fer_plus, resume=args.resume, cache_dir=args.cache)
+    train(args.data, args.out, recipe, fer_plus_path=args.fer_plus, resume=args.resume, cache_dir=args.cache,
+          init_from=args.init_from)
     return 0
 
 

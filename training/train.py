@@ -118,14 +118,39 @@ class Checkpointer(keras.callbacks.Callback):
         write_state(self.run_dir, self.state)
 
 
+def start_from(model, path, train_faces, seed):
+    """Load the weights of the trained model at `path` into `model`, built with the same architecture."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise data.DataError(f"{path}: model to start from not found")
+    if path.suffix == ".onnx":
+        from training import warm_start
+
+        sample = np.random.default_rng(seed).choice(len(train_faces), min(4096, len(train_faces)), replace=False)
+        try:
+            warm_start.rebuild(model, path, preprocess.to_model_input(train_faces.images[np.sort(sample)]))
+        except ValueError as error:
+            raise data.DataError(str(error)) from None
+    else:
+        trained = keras.models.load_model(path)
+        if [w.shape for w in trained.weights] != [w.shape for w in model.weights]:
+            raise data.DataError(f"{path} contains a {trained.name} model, not a {model.name} model")
+        model.set_weights(trained.get_weights())
+    log.info("Starting from the weights of %s", path)
+
+
 def write_state(run_dir, state):
     temporary = run_dir / "run.json.tmp"
     temporary.write_text(json.dumps(state, indent=2) + "\n")
     temporary.replace(run_dir / "run.json")
 
 
-def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_dir=None):
-    """Train (or resume) a run in `run_dir`; return the run state with the best PublicTest figure."""
+def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_dir=None, init_from=None):
+    """Train (or resume) a run in `run_dir`; return the run state with the best PublicTest figure.
+
+    `init_from` starts a new run from the weights of a trained model of the same architecture:
+    a `.keras` checkpoint or an `.onnx` file written by our export, such as the shipped model.
+    """
     run_dir = pathlib.Path(run_dir)
     state_path = run_dir / "run.json"
     if resume:
@@ -140,6 +165,7 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         run_dir.mkdir(parents=True, exist_ok=True)
         state = {"recipe": dataclasses.asdict(recipe), "data": str(data_path),
                  "fer_plus": str(fer_plus_path) if fer_plus_path else None,
+                 "init_from": str(init_from) if init_from else None,
                  "epochs_done": 0, "best_epoch": 0, "best_public_test_accuracy": 0.0}
     keras.utils.set_random_seed(recipe.seed + state["epochs_done"])
 
@@ -166,6 +192,8 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     else:
         model = build_model(recipe, steps_per_epoch)
         log.info("Model %s with %d parameters", model.name, model.count_params())
+        if init_from:
+            start_from(model, init_from, train_faces, recipe.seed)
     write_state(run_dir, state)
 
     callbacks = [

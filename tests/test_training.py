@@ -140,6 +140,8 @@ def test_train_resume_export_evaluate(tmp_path):
                                  "--init-from", run_dir / "best.keras", cwd=tmp_path)
     assert continued.returncode == 0, continued.stderr
     assert f"Starting from the weights of {run_dir / 'best.keras'}" in continued.stderr
+    continued_state = json.loads((tmp_path / "continued" / "run.json").read_text())
+    assert continued_state["init_from_sha256"] == data.file_sha256(run_dir / "best.keras")
 
     onnx_path = tmp_path / "model" / "emotion.onnx"
     exported = run_training_cli("export", "--model", run_dir / "best.keras", "--data", csv_path,
@@ -181,6 +183,17 @@ def test_train_refuses_a_model_of_another_architecture(tmp_path):
     assert result.returncode == 2
     assert "was not exported from a tiny model" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_reports_a_missing_start_model(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+
+    result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run",
+                              "--init-from", tmp_path / "absent.onnx", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "absent.onnx: model to start from not found" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_rebuild_the_shipped_model_from_onnx():

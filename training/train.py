@@ -121,8 +121,6 @@ class Checkpointer(keras.callbacks.Callback):
 def start_from(model, path, train_faces, seed):
     """Load the weights of the trained model at `path` into `model`, built with the same architecture."""
     path = pathlib.Path(path)
-    if not path.exists():
-        raise data.DataError(f"{path}: model to start from not found")
     if path.suffix == ".onnx":
         from training import warm_start
 
@@ -162,10 +160,14 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     else:
         if state_path.exists():
             raise data.DataError(f"{run_dir} already contains a run: pass --resume, or choose another --out")
+        if init_from and not pathlib.Path(init_from).is_file():
+            raise data.DataError(f"{init_from}: model to start from not found")
         run_dir.mkdir(parents=True, exist_ok=True)
         state = {"recipe": dataclasses.asdict(recipe), "data": str(data_path),
                  "fer_plus": str(fer_plus_path) if fer_plus_path else None,
                  "init_from": str(init_from) if init_from else None,
+                 # The file at that path may change later, as models/emotion.onnx does.
+                 "init_from_sha256": data.file_sha256(init_from) if init_from else None,
                  "epochs_done": 0, "best_epoch": 0, "best_public_test_accuracy": 0.0}
     keras.utils.set_random_seed(recipe.seed + state["epochs_done"])
 

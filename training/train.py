@@ -126,7 +126,7 @@ def start_from(model, path, train_faces, seed):
 
         sample = np.random.default_rng(seed).choice(len(train_faces), min(4096, len(train_faces)), replace=False)
         try:
-            warm_start.rebuild(model, path, preprocess.to_model_input(train_faces.images[np.sort(sample)]))
+            warm_start.rebuild(model, path, train_faces.images[np.sort(sample)])
         except ValueError as error:
             raise data.DataError(str(error)) from None
     else:

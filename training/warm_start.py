@@ -15,14 +15,14 @@ import re
 import keras
 import numpy as np
 
+from classifier import preprocess
+from training.export import MAX_LOGIT_DIFFERENCE, logit_difference
+
 log = logging.getLogger(__name__)
 
 # tf2onnx names each weight after the Keras layer it came from, such as
 # "vgg32_1/block1_conv1_1/convolution/merged_input:0" for the layer "block1_conv1".
 _WEIGHT_NAME = re.compile(r"^[^/]+/(?P<layer>[^/]+?)_\d+/(?P<role>.+):0$")
-
-# Maximum logit difference accepted between the rebuilt model and the ONNX file.
-MAX_LOGIT_DIFFERENCE = 1e-3
 
 
 def onnx_weights(onnx_path):
@@ -41,11 +41,12 @@ def onnx_weights(onnx_path):
 def rebuild(model, onnx_path, faces):
     """Load the weights of `onnx_path` into `model`, a freshly built net of the same architecture.
 
-    `faces` are (N, 48, 48, 1) float32 model inputs (a few thousand Training faces) used to
-    measure each batch-norm layer's input. Raises ValueError when the ONNX file does not
-    hold this architecture or the rebuilt model does not reproduce its logits.
+    `faces` are (N, 48, 48) uint8 faces (a few thousand Training faces) used to measure each
+    batch-norm layer's input. Raises ValueError when the ONNX file does not contain this
+    architecture or the rebuilt model does not reproduce its logits.
     """
     weights = onnx_weights(onnx_path)
+    inputs = preprocess.to_model_input(faces)
 
     def weight(layer, role):
         try:
@@ -77,32 +78,21 @@ def rebuild(model, onnx_path, faces):
         if not isinstance(layer, keras.layers.BatchNormalization):
             continue
         before = keras.Model(model.inputs, model.layers[index - 1].output)
-        values = keras.ops.convert_to_numpy(before.predict(faces, batch_size=256, verbose=0))
+        values = keras.ops.convert_to_numpy(before.predict(inputs, batch_size=256, verbose=0))
         axes = tuple(range(values.ndim - 1))
         mean, variance = values.mean(axis=axes), values.var(axis=axes)
         # The export computes scale * x + shift, where scale is 1 for folded convolutions.
-        if (layer.name, "batchnorm/mul") in weights:
-            scale = weight(layer.name, "batchnorm/mul")
-        else:
-            scale = np.ones_like(mean)
+        scale = weights.get((layer.name, "batchnorm/mul"), np.ones_like(mean))
         shift = weight(layer.name, "batchnorm/sub")
         # BatchNormalization computes gamma * (x - mean) / sqrt(variance + epsilon) + beta.
         gamma = scale * np.sqrt(variance + layer.epsilon)
         beta = shift + scale * mean
         layer.set_weights([gamma, beta, mean, variance])
 
-    difference = _logit_difference(model, onnx_path, faces[:256])
+    expected = keras.ops.convert_to_numpy(model(inputs[:256], training=False))
+    difference = logit_difference(onnx_path, faces[:256], expected)
     if difference > MAX_LOGIT_DIFFERENCE:
         raise ValueError(f"the model rebuilt from {onnx_path} differs from it by {difference:.2g} "
                          f"in logits, over the {MAX_LOGIT_DIFFERENCE:g} allowed")
     log.info("Rebuilt %s from %s (max logit difference %.1g)", model.name, onnx_path, difference)
     return model
-
-
-def _logit_difference(model, onnx_path, faces):
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {session.get_inputs()[0].name: faces})[0]
-    logits = keras.ops.convert_to_numpy(model(faces, training=False))
-    return float(np.abs(logits - expected).max())

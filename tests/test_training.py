@@ -129,12 +129,14 @@ def test_train_resume_export_evaluate(tmp_path):
 
     state = json.loads((run_dir / "run.json").read_text())
     state["recipe"]["epochs"] = 2
+    state["recipe"]["keep_weights_from"] = 2
     (run_dir / "run.json").write_text(json.dumps(state))
     resumed = run_training_cli("train", *common, "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming" in resumed.stderr
     assert "epoch 2/2" in resumed.stderr
     assert len((run_dir / "history.csv").read_text().splitlines()) == 3
+    assert [path.name for path in (run_dir / "weights").iterdir()] == ["epoch-002.weights.h5"]
 
     continued = run_training_cli("train", *common[:3], tmp_path / "continued", *common[4:], "--epochs", "1",
                                  "--init-from", run_dir / "best.keras", cwd=tmp_path)
@@ -196,6 +198,15 @@ def test_train_reports_a_missing_start_model(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_refuses_resume_with_a_start_model(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--resume",
+                              "--init-from", ROOT / "models" / "emotion.onnx", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "pass one or the other" in result.stderr
+
+
 def test_rebuild_the_shipped_model_from_onnx():
     from training import models, warm_start
 
@@ -207,6 +218,36 @@ def test_rebuild_the_shipped_model_from_onnx():
     assert np.isfinite(trained_mode).all()
     with pytest.raises(ValueError, match="not exported from a vgg48 model"):
         warm_start.rebuild(models.ARCHITECTURES["vgg48"](), ROOT / "models" / "emotion.onnx", faces)
+
+
+def test_average_weights_and_batch_norm(tmp_path):
+    import keras
+
+    from training import average, models
+
+    paths = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        paths.append(tmp_path / f"epoch-{seed}.weights.h5")
+        models.ARCHITECTURES["vgg32"]().save_weights(paths[-1])
+    faces = np.random.default_rng(0).integers(0, 256, (32, 48, 48)).astype(np.uint8)
+
+    averaged = average.average(paths, "vgg32", faces)
+
+    kernels = []
+    for path in paths:
+        model = models.ARCHITECTURES["vgg32"]()
+        model.load_weights(path)
+        kernels.append(model.get_layer("block2_conv1").get_weights()[0])
+    np.testing.assert_allclose(averaged.get_layer("block2_conv1").get_weights()[0], np.mean(kernels, axis=0),
+                               rtol=1e-5, atol=1e-7)
+    # The first batch norm's input is the first convolution of the raw faces.
+    before = keras.Model(averaged.inputs, averaged.get_layer("block1_conv1").output)
+    values = np.asarray(before(faces[..., None].astype(np.float32)))
+    moving_mean = averaged.get_layer("block1_bn1").get_weights()[2]
+    np.testing.assert_allclose(moving_mean, values.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="not a vgg48 model"):
+        average.average(paths, "vgg48", faces)
 
 
 def test_evaluate_reports_missing_data(tmp_path):

@@ -1,4 +1,4 @@
-"""Command line of the training package: `python -m training {train,evaluate,export,ensemble} --help`."""
+"""Command line of the training package: `python -m training {train,average,evaluate,export,ensemble} --help`."""
 
 import argparse
 import dataclasses
@@ -16,6 +16,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train(commands)
+    _add_average(commands)
     _add_evaluate(commands)
     _add_export(commands)
     _add_ensemble(commands)
@@ -59,6 +60,45 @@ def _run_train(args):
     recipe = Recipe(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)})
     train(args.data, args.out, recipe, fer_plus_path=args.fer_plus, resume=args.resume, cache_dir=args.cache,
           init_from=args.init_from)
+    return 0
+
+
+def _add_average(commands):
+    parser = commands.add_parser("average", help="average the weights of several epochs of a run "
+                                 "(such as its weights/epoch-*.weights.h5 files) into one .keras model")
+    parser.add_argument("--weights", nargs="+", required=True,
+                        help=".weights.h5 files or .keras models of one architecture; with one, only its "
+                        "batch-norm statistics are measured again")
+    parser.add_argument("--architecture", default="vgg32",
+                        help="model from training.models.ARCHITECTURES (default: %(default)s)")
+    parser.add_argument("--data", required=True, help="FER2013 data; batch-norm statistics are measured "
+                        "on its Training faces")
+    parser.add_argument("--out", required=True, help=".keras file to write")
+    parser.add_argument("--seed", type=int, default=0, help="seed for picking the Training faces (default: %(default)s)")
+    parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
+    parser.set_defaults(run=_run_average)
+
+
+def _run_average(args):
+    import pathlib
+
+    from training import data
+    from training.average import average, sample_images
+
+    for path in args.weights:
+        if not pathlib.Path(path).is_file():
+            raise data.DataError(f"weights not found: {path}")
+    train_faces = data.load(args.data, cache_dir=args.cache).split("Training")
+    if len(train_faces) == 0:
+        raise data.DataError(f"{args.data}: no Training faces to measure batch-norm statistics on")
+    try:
+        model = average(args.weights, args.architecture, sample_images(train_faces.images, args.seed))
+    except ValueError as error:
+        raise data.DataError(str(error)) from None
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    print(out)
     return 0
 
 

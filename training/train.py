@@ -110,6 +110,10 @@ class Checkpointer(keras.callbacks.Callback):
             self.state["best_public_test_accuracy"] = row["public_test_accuracy"]
             self.state["best_epoch"] = row["epoch"]
             self.model.save(self.run_dir / "best.keras")
+        keep_from = self.state["recipe"].get("keep_weights_from", 0)
+        if keep_from and row["epoch"] >= keep_from:
+            (self.run_dir / "weights").mkdir(exist_ok=True)
+            self.model.save_weights(self.run_dir / "weights" / f"epoch-{row['epoch']:03d}.weights.h5")
         self.state["epochs_done"] = row["epoch"]
         self.state["train_seconds"] = round(self.state.get("train_seconds", 0) + seconds, 1)
         # Save the model before the state that points at it, so a crash between the two
@@ -122,11 +126,10 @@ def start_from(model, path, train_faces, seed):
     """Load the weights of the trained model at `path` into `model`, built with the same architecture."""
     path = pathlib.Path(path)
     if path.suffix == ".onnx":
-        from training import warm_start
+        from training import average, warm_start
 
-        sample = np.random.default_rng(seed).choice(len(train_faces), min(4096, len(train_faces)), replace=False)
         try:
-            warm_start.rebuild(model, path, train_faces.images[np.sort(sample)])
+            warm_start.rebuild(model, path, average.sample_images(train_faces.images, seed))
         except ValueError as error:
             raise data.DataError(str(error)) from None
     else:
@@ -152,6 +155,9 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     run_dir = pathlib.Path(run_dir)
     state_path = run_dir / "run.json"
     if resume:
+        if init_from:
+            raise data.DataError("--resume continues a run from its own last epoch; "
+                                 "--init-from only starts a new run, so pass one or the other")
         if not state_path.exists():
             raise data.DataError(f"nothing to resume: {state_path} not found")
         state = json.loads(state_path.read_text())

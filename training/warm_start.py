@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from classifier import preprocess
+from training.average import batch_norm_input_statistics
 from training.export import MAX_LOGIT_DIFFERENCE, logit_difference
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,7 @@ def rebuild(model, onnx_path, faces):
             bias = [weight(layer.name, "BiasAdd/ReadVariableOp")] if layer.use_bias else []
             set_weights(layer, [kernel, *bias])
 
-    for index, layer in enumerate(model.layers):
-        if not isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        before = keras.Model(model.inputs, model.layers[index - 1].output)
-        values = keras.ops.convert_to_numpy(before.predict(inputs, batch_size=256, verbose=0))
-        axes = tuple(range(values.ndim - 1))
-        mean, variance = values.mean(axis=axes), values.var(axis=axes)
+    for layer, (mean, variance) in batch_norm_input_statistics(model, inputs):
         # The export computes scale * x + shift, where scale is 1 for folded convolutions.
         scale = weights.get((layer.name, "batchnorm/mul"), np.ones_like(mean))
         shift = weight(layer.name, "batchnorm/sub")

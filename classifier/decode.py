@@ -64,8 +64,9 @@ def decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
                 raise NotAnImageError("The image has no pixels.")
             try:
                 image.load()
-                upright = ImageOps.exif_transpose(image)
-                return _to_rgb(upright)
+                # In place: a transposed copy would hold a second full-size image in memory.
+                ImageOps.exif_transpose(image, in_place=True)
+                return _to_rgb(image)
             except Image.DecompressionBombError:
                 raise ImageTooLargeError(f"The image has more than {max_pixels:,} pixels.") from None
             except (OSError, ValueError, SyntaxError, EOFError):
@@ -90,6 +91,7 @@ def _to_rgb(image):
     if image.mode in ("RGBA", "RGBa"):
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image, mask=image.getchannel("A"))
+        image.close()  # frees its pixels before the array copy below
         image = background
     if image.mode != "RGB":
         image = image.convert("RGB")

@@ -1,7 +1,7 @@
 """Average the weights of several epochs of one run, and measure batch-norm statistics again.
 
 Training leaves each batch-norm layer with running statistics of augmented faces passed
-through active dropout, which differ from what the layer sees at inference. Measuring them
+through active dropout, which differ from its input at inference. Measuring them
 again on plain Training faces raised the shipped net's PublicTest accuracy from 0.669 to 0.683.
 Averaging the weights of late epochs of a cycle (stochastic weight averaging) needs the same
 step, since averaged kernels no longer match any epoch's statistics.
@@ -61,8 +61,8 @@ def average(paths, architecture, faces):
     for layer, (mean, variance) in batch_norm_input_statistics(model, inputs):
         gamma, beta, _, _ = layer.get_weights()
         layer.set_weights([gamma, beta, mean, variance])
-    log.info("Averaged %d models into one %s; batch-norm statistics measured on %d faces",
-             len(paths), model.name, len(faces))
+    log.info("Measured the batch-norm statistics of %s on %d faces, after averaging %d weight files",
+             model.name, len(faces), len(paths))
     return model
 
 

@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 
 # The shipped model's PrivateTest accuracy is 0.6+ (see models/README.md); a drop below this
 # means the model, its settings file or the preprocessing changed.
-MIN_SHIPPED_ACCURACY = 0.68
+MIN_SHIPPED_ACCURACY = 0.69
 # Confidences shown to users must be honest: temperature scaling keeps this error low.
 MAX_SHIPPED_CALIBRATION_ERROR = 0.03
 

@@ -136,7 +136,7 @@ def test_train_resume_export_evaluate(tmp_path):
     assert "Resuming" in resumed.stderr
     assert "epoch 2/2" in resumed.stderr
     assert len((run_dir / "history.csv").read_text().splitlines()) == 3
-    assert [path.name for path in (run_dir / "weights").iterdir()] == ["epoch-002.weights.h5"]
+    assert [path.name for path in (run_dir / "weights").iterdir()] == ["epoch-002.npz"]
 
     continued = run_training_cli("train", *common[:3], tmp_path / "continued", *common[4:], "--epochs", "1",
                                  "--init-from", run_dir / "best.keras", cwd=tmp_path)
@@ -225,11 +225,10 @@ def test_average_weights_and_batch_norm(tmp_path):
 
     from training import average, models
 
-    paths = []
-    for seed in (1, 2):
-        keras.utils.set_random_seed(seed)
-        paths.append(tmp_path / f"epoch-{seed}.weights.h5")
-        models.ARCHITECTURES["vgg32"]().save_weights(paths[-1])
+    keras.utils.set_random_seed(1)
+    paths = [tmp_path / "epoch-1.npz", tmp_path / "epoch-2.weights.h5"]
+    average.save_weights(models.ARCHITECTURES["vgg32"](), paths[0])
+    models.ARCHITECTURES["vgg32"]().save_weights(paths[1])
     faces = np.random.default_rng(0).integers(0, 256, (32, 48, 48)).astype(np.uint8)
 
     averaged = average.average(paths, "vgg32", faces)
@@ -237,7 +236,7 @@ def test_average_weights_and_batch_norm(tmp_path):
     kernels = []
     for path in paths:
         model = models.ARCHITECTURES["vgg32"]()
-        model.load_weights(path)
+        average.load_weights(model, path)
         kernels.append(model.get_layer("block2_conv1").get_weights()[0])
     np.testing.assert_allclose(averaged.get_layer("block2_conv1").get_weights()[0], np.mean(kernels, axis=0),
                                rtol=1e-5, atol=1e-7)
@@ -246,8 +245,20 @@ def test_average_weights_and_batch_norm(tmp_path):
     values = np.asarray(before(faces[..., None].astype(np.float32)))
     moving_mean = averaged.get_layer("block1_bn1").get_weights()[2]
     np.testing.assert_allclose(moving_mean, values.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="not a vgg48 model"):
+    with pytest.raises(ValueError, match="not readable as vgg48 weights"):
         average.average(paths, "vgg48", faces)
+    (tmp_path / "empty.weights.h5").write_bytes(b"")
+    with pytest.raises(ValueError, match="not readable as vgg32 weights"):
+        average.average([tmp_path / "empty.weights.h5"], "vgg32", faces)
+
+
+def test_average_rejects_output_without_keras_suffix(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    result = run_training_cli("average", "--weights", ROOT / "README.md", "--data", csv_path,
+                              "--out", tmp_path / "averaged", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "name it *.keras" in result.stderr
 
 
 def test_evaluate_reports_missing_data(tmp_path):

@@ -42,7 +42,8 @@ def _add_train(commands):
     parser.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image-folder tree")
     parser.add_argument("--fer-plus", help="FER+ votes CSV (fer2013new.csv) to mix into the targets")
     parser.add_argument("--out", required=True, help="run folder for checkpoints and history")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch, "
+                        "with the settings saved in its run.json (other recipe options are ignored)")
     parser.add_argument("--init-from", help="start a new run from a trained model of the same architecture "
                         "(.keras, or an .onnx file such as models/emotion.onnx)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
@@ -64,13 +65,15 @@ def _run_train(args):
 
 
 def _add_average(commands):
+    from training.models import ARCHITECTURES
+
     parser = commands.add_parser("average", help="average the weights of several epochs of a run "
-                                 "(such as its weights/epoch-*.weights.h5 files) into one .keras model")
+                                 "(such as its weights/epoch-*.npz files) into one .keras model")
     parser.add_argument("--weights", nargs="+", required=True,
-                        help=".weights.h5 files or .keras models of one architecture; with one, only its "
-                        "batch-norm statistics are measured again")
-    parser.add_argument("--architecture", default="vgg32",
-                        help="model from training.models.ARCHITECTURES (default: %(default)s)")
+                        help=".npz files from train --keep-weights-from, .weights.h5 files or .keras models, "
+                        "all of one architecture; with one, only its batch-norm statistics are measured again")
+    parser.add_argument("--architecture", default="vgg32", choices=sorted(ARCHITECTURES),
+                        help="architecture the weights were trained with (default: %(default)s)")
     parser.add_argument("--data", required=True, help="FER2013 data; batch-norm statistics are measured "
                         "on its Training faces")
     parser.add_argument("--out", required=True, help=".keras file to write")
@@ -88,6 +91,9 @@ def _run_average(args):
     for path in args.weights:
         if not pathlib.Path(path).is_file():
             raise data.DataError(f"weights not found: {path}")
+    out = pathlib.Path(args.out)
+    if out.suffix != ".keras":
+        raise data.DataError(f"--out {out}: the averaged model is saved as a .keras file; name it *.keras")
     train_faces = data.load(args.data, cache_dir=args.cache).split("Training")
     if len(train_faces) == 0:
         raise data.DataError(f"{args.data}: no Training faces to measure batch-norm statistics on")
@@ -95,9 +101,11 @@ def _run_average(args):
         model = average(args.weights, args.architecture, sample_images(train_faces.images, args.seed))
     except ValueError as error:
         raise data.DataError(str(error)) from None
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        model.save(out)
+    except OSError as error:
+        raise data.DataError(f"cannot write {out}: {error}") from None
     print(out)
     return 0
 

@@ -29,13 +29,27 @@ def sample_images(images, seed):
     return images[np.sort(chosen)]
 
 
+def save_weights(model, path):
+    """Write the weights of `model` (without optimizer state, unlike `.weights.h5`) to an `.npz` file."""
+    np.savez(path, *model.get_weights())
+
+
 def load_weights(model, path):
-    """Load a `.weights.h5` file or the weights of a `.keras` model into `model`; return the arrays."""
+    """Load an `.npz` file from `save_weights`, a `.weights.h5` file or a `.keras` model into `model`.
+
+    Return the arrays. Raise ValueError when the file cannot be read or contains another architecture.
+    """
     path = pathlib.Path(path)
-    if path.name.endswith(".weights.h5"):
-        model.load_weights(path)
-    else:
-        model.set_weights(keras.models.load_model(path).get_weights())
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as saved:
+                model.set_weights([saved[f"arr_{index}"] for index in range(len(saved.files))])
+        elif path.name.endswith(".weights.h5"):
+            model.load_weights(path)
+        else:
+            model.set_weights(keras.models.load_model(path).get_weights())
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise ValueError(f"{path}: not readable as {model.name} weights ({error})") from None
     return model.get_weights()
 
 
@@ -50,19 +64,18 @@ def average(paths, architecture, faces):
     model = ARCHITECTURES[architecture]()
     sums = None
     for path in paths:
-        try:
-            arrays = load_weights(model, path)
-        except ValueError as error:
-            raise ValueError(f"{path}: not a {model.name} model ({error})") from None
+        arrays = load_weights(model, path)
         sums = arrays if sums is None else [total + array for total, array in zip(sums, arrays)]
     model.set_weights([total / len(paths) for total in sums])
 
     inputs = preprocess.to_model_input(faces)
+    measured = 0
     for layer, (mean, variance) in batch_norm_input_statistics(model, inputs):
         gamma, beta, _, _ = layer.get_weights()
         layer.set_weights([gamma, beta, mean, variance])
-    log.info("Measured the batch-norm statistics of %s on %d faces, after averaging %d weight files",
-             model.name, len(faces), len(paths))
+        measured += 1
+    log.info("Averaged %d weight file(s) into one %s and measured %d batch-norm layer(s) on %d faces",
+             len(paths), model.name, measured, len(faces))
     return model
 
 

@@ -21,7 +21,7 @@ class Recipe:
     label_smoothing: float = _setting(0.0, "share of the target spread evenly over the classes")
     fer_plus_weight: float = _setting(0.3, "share of the target taken from FER+ votes, with --fer-plus")
     erasing_probability: float = _setting(0.0, "chance of erasing a random rectangle of each face")
-    keep_weights_from: int = _setting(0, "save each epoch's weights from this epoch on, for weight averaging "
-                                          "(0: never)")
+    keep_weights_from: int = _setting(0, "save each epoch's weights from this epoch on, as weights/epoch-NNN.npz "
+                                          "in the run folder, for `average` (0: never)")
     patience_epochs: int = _setting(10, "stop after this many epochs without a better PublicTest accuracy")
     seed: int = _setting(1337, "random seed for weights, shuffling and augmentation")

@@ -2,7 +2,8 @@
 
 A run lives in one folder: `last.keras` (model and optimizer, saved after every epoch, what
 `--resume` continues from), `best.keras` (the epoch with the best PublicTest accuracy),
-`history.csv` and `run.json` (the settings and progress of the run).
+`history.csv`, `run.json` (the settings and progress of the run) and, with `--keep-weights-from`,
+`weights/epoch-NNN.npz` (each epoch's weights, for `python -m training average`).
 """
 
 import csv
@@ -18,7 +19,7 @@ import tensorflow as tf
 
 from classifier import preprocess
 from classifier.labels import EMOTIONS
-from training import augment, data, models
+from training import augment, average, data, models
 from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class Checkpointer(keras.callbacks.Callback):
         keep_from = self.state["recipe"].get("keep_weights_from", 0)
         if keep_from and row["epoch"] >= keep_from:
             (self.run_dir / "weights").mkdir(exist_ok=True)
-            self.model.save_weights(self.run_dir / "weights" / f"epoch-{row['epoch']:03d}.weights.h5")
+            average.save_weights(self.model, self.run_dir / "weights" / f"epoch-{row['epoch']:03d}.npz")
         self.state["epochs_done"] = row["epoch"]
         self.state["train_seconds"] = round(self.state.get("train_seconds", 0) + seconds, 1)
         # Save the model before the state that points at it, so a crash between the two
@@ -126,7 +127,7 @@ def start_from(model, path, train_faces, seed):
     """Load the weights of the trained model at `path` into `model`, built with the same architecture."""
     path = pathlib.Path(path)
     if path.suffix == ".onnx":
-        from training import average, warm_start
+        from training import warm_start
 
         try:
             warm_start.rebuild(model, path, average.sample_images(train_faces.images, seed))

@@ -84,8 +84,11 @@ def _to_rgb(image):
             gray = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
         del values
         return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
+        # A palette entry or colour key marks transparent pixels; RGBA carries it as alpha.
+        image = image.convert("RGBA")
     if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        image = image.convert("RGB")
     if image.mode in ("LA", "La", "PA"):
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "RGBa"):

@@ -133,6 +133,22 @@ def test_decode_formats(make):
     assert 40 < rgb.mean() < 200
 
 
+@pytest.mark.parametrize("mode, key", [("RGB", (0, 0, 0)), ("L", 0), ("P", 0)])
+def test_decode_composites_colour_key_on_white(mode, key):
+    image = Image.new("RGB", (20, 10), (200, 30, 30))
+    image.paste((0, 0, 0), (0, 0, 10, 10))
+    image = image.convert(mode) if mode != "P" else image.quantize(2)
+    if mode == "P":
+        key = image.getpixel((0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=key)
+
+    rgb = decode_image(buffer.getvalue())
+
+    assert (rgb[:, :10] == 255).all()
+    assert (rgb[:, 10:] != 255).any()
+
+
 def test_decode_ignores_file_name_and_uses_bytes():
     png = encode(rgb_image(), "PNG")
 

@@ -252,13 +252,17 @@ def test_average_weights_and_batch_norm(tmp_path):
         average.average([tmp_path / "empty.weights.h5"], "vgg32", faces)
 
 
-def test_average_rejects_output_without_keras_suffix(tmp_path):
+@pytest.mark.parametrize("options, message", [
+    (["--out", "averaged"], "name it *.keras"),
+    (["--out", "averaged.keras", "--seed", "-1"], "the seed must be 0 or more"),
+], ids=["out-suffix", "negative-seed"])
+def test_average_rejects_bad_options(tmp_path, options, message):
     csv_path = write_csv(tmp_path / "fer.csv")
-    result = run_training_cli("average", "--weights", ROOT / "README.md", "--data", csv_path,
-                              "--out", tmp_path / "averaged", cwd=tmp_path)
+    result = run_training_cli("average", "--weights", ROOT / "README.md", "--data", csv_path, *options,
+                              cwd=tmp_path)
 
     assert result.returncode == 2
-    assert "name it *.keras" in result.stderr
+    assert message in result.stderr
 
 
 def test_evaluate_reports_missing_data(tmp_path):

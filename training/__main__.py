@@ -91,6 +91,8 @@ def _run_average(args):
     for path in args.weights:
         if not pathlib.Path(path).is_file():
             raise data.DataError(f"weights not found: {path}")
+    if args.seed < 0:
+        raise data.DataError(f"--seed {args.seed}: the seed must be 0 or more")
     out = pathlib.Path(args.out)
     if out.suffix != ".keras":
         raise data.DataError(f"--out {out}: the averaged model is saved as a .keras file; name it *.keras")

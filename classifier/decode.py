@@ -64,7 +64,7 @@ def decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
                 raise NotAnImageError("The image has no pixels.")
             try:
                 image.load()
-                # In place: a transposed copy would hold a second full-size image in memory.
+                # In place, because a transposed copy would keep a second full-size image in memory.
                 ImageOps.exif_transpose(image, in_place=True)
                 return _to_rgb(image)
             except Image.DecompressionBombError:
@@ -85,7 +85,7 @@ def _to_rgb(image):
         del values
         return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
     if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
-        # A palette entry or colour key marks transparent pixels; RGBA carries it as alpha.
+        # A palette entry or a colour key marks the transparent pixels, which RGBA carries as alpha.
         image = image.convert("RGBA")
     if image.mode == "P":
         image = image.convert("RGB")
@@ -94,7 +94,7 @@ def _to_rgb(image):
     if image.mode in ("RGBA", "RGBa"):
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image, mask=image.getchannel("A"))
-        image.close()  # frees its pixels before the array copy below
+        image.close()  # Free its pixels before the array copy below.
         image = background
     if image.mode != "RGB":
         image = image.convert("RGB")

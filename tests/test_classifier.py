@@ -134,7 +134,7 @@ def test_decode_formats(make):
 
 
 @pytest.mark.parametrize("mode, key", [("RGB", (0, 0, 0)), ("L", 0), ("P", 0)])
-def test_decode_composites_colour_key_on_white(mode, key):
+def test_decode_colour_key_becomes_white(mode, key):
     image = Image.new("RGB", (20, 10), (200, 30, 30))
     image.paste((0, 0, 0), (0, 0, 10, 10))
     image = image.convert(mode) if mode != "P" else image.quantize(2)

@@ -198,7 +198,7 @@ def test_train_reports_a_missing_start_model(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_train_refuses_resume_with_a_start_model(tmp_path):
+def test_train_rejects_resume_with_start_model(tmp_path):
     csv_path = write_csv(tmp_path / "fer.csv")
     result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--resume",
                               "--init-from", ROOT / "models" / "emotion.onnx", cwd=tmp_path)

@@ -95,7 +95,7 @@ def _run_average(args):
         raise data.DataError(f"--seed {args.seed}: the seed must be 0 or more")
     out = pathlib.Path(args.out)
     if out.suffix != ".keras":
-        raise data.DataError(f"--out {out}: the averaged model is saved as a .keras file; name it *.keras")
+        raise data.DataError(f"--out {out}: the averaged model is saved as a .keras file, so name it *.keras")
     train_faces = data.load(args.data, cache_dir=args.cache).split("Training")
     if len(train_faces) == 0:
         raise data.DataError(f"{args.data}: no Training faces to measure batch-norm statistics on")
@@ -107,7 +107,7 @@ def _run_average(args):
         out.parent.mkdir(parents=True, exist_ok=True)
         model.save(out)
     except OSError as error:
-        raise data.DataError(f"cannot write {out}: {error}") from None
+        raise data.DataError(f"failed to write {out}: {error}") from None
     print(out)
     return 0
 

@@ -71,12 +71,16 @@ def build_model(recipe, steps_per_epoch):
 
 
 class Checkpointer(keras.callbacks.Callback):
-    """Save `last.keras` every epoch and `best.keras` on a new best PublicTest accuracy; log a line."""
+    """Save `last.keras` every epoch and `best.keras` on a new best PublicTest accuracy; log a line.
 
-    def __init__(self, run_dir, state):
+    From epoch `keep_weights_from` on (0: never), also save each epoch's weights for `average`.
+    """
+
+    def __init__(self, run_dir, state, keep_weights_from=0):
         super().__init__()
         self.run_dir = run_dir
         self.state = state
+        self.keep_weights_from = keep_weights_from
         self.epoch_started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -111,8 +115,7 @@ class Checkpointer(keras.callbacks.Callback):
             self.state["best_public_test_accuracy"] = row["public_test_accuracy"]
             self.state["best_epoch"] = row["epoch"]
             self.model.save(self.run_dir / "best.keras")
-        keep_from = self.state["recipe"].get("keep_weights_from", 0)
-        if keep_from and row["epoch"] >= keep_from:
+        if self.keep_weights_from and row["epoch"] >= self.keep_weights_from:
             (self.run_dir / "weights").mkdir(exist_ok=True)
             average.save_weights(self.model, self.run_dir / "weights" / f"epoch-{row['epoch']:03d}.npz")
         self.state["epochs_done"] = row["epoch"]
@@ -157,8 +160,8 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     state_path = run_dir / "run.json"
     if resume:
         if init_from:
-            raise data.DataError("--resume continues a run from its own last epoch; "
-                                 "--init-from only starts a new run, so pass one or the other")
+            raise data.DataError("--resume continues a run from its own last epoch, and --init-from "
+                                 "only starts a new run: pass one or the other")
         if not state_path.exists():
             raise data.DataError(f"nothing to resume: {state_path} not found")
         state = json.loads(state_path.read_text())
@@ -206,7 +209,7 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     write_state(run_dir, state)
 
     callbacks = [
-        Checkpointer(run_dir, state),
+        Checkpointer(run_dir, state, recipe.keep_weights_from),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                       patience=recipe.patience_epochs),
     ]

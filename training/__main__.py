@@ -25,11 +25,11 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # tf2onnx logs every optimisation pass at INFO.
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    from training import data
+    from training import data, quantize
 
     try:
         return args.run(args)
-    except data.DataError as error:
+    except (data.DataError, quantize.QuantizationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -166,29 +166,63 @@ def _add_output_options(parser):
     parser.add_argument("--no-flip", action="store_true", help="do not average with mirrored faces at inference")
     parser.add_argument("--shift-pixels", type=int, default=0,
                         help="at inference, also average over faces shifted this many pixels (default: %(default)s)")
+    parser.add_argument("--int8", action="store_true",
+                        help="quantize the weights and activations to 8-bit integers, calibrated on 512 Training faces")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
 
 
 def _run_export(args):
-    from training.evaluate import load_model
+    import pathlib
+    import tempfile
+
     from training.export import export
 
-    flip_average = not args.no_flip
-    model = load_model(args.model, flip_average=flip_average, shift_pixels=args.shift_pixels, temperature=1.0)
-    temperature = _fit_temperature(model, args.data, args.cache)
-    export(args.model, args.out, temperature=temperature, flip_average=flip_average,
-           shift_pixels=args.shift_pixels, extra={"source": str(args.model)})
+    with tempfile.TemporaryDirectory() as scratch:
+        exported = export(args.model, pathlib.Path(scratch) / "exported.onnx")
+        _write_output(exported, args, extra={"source": str(args.model)})
     print(args.out)
     return 0
 
 
-def _fit_temperature(model, data_path, cache_dir):
-    """Return the temperature that calibrates `model` (run with temperature 1) on PublicTest."""
+def _write_output(onnx_path, args, extra):
+    """Quantize `onnx_path` if --int8 is set, fit its temperature on PublicTest, and copy it with its settings to --out.
+
+    `onnx_path` lies in a scratch folder, so a failure leaves --out as it was.
+    """
+    import pathlib
+    import shutil
+
+    from classifier.emotion import EmotionModel
+    from training import data, quantize
+    from training.export import write_settings
+
+    faces = data.load(args.data, cache_dir=args.cache)
+    flip_average = not args.no_flip
+    if args.int8:
+        int8_path = onnx_path.with_name(f"{onnx_path.stem}-int8.onnx")
+        calibration = quantize.calibration_faces(faces.split("Training").images)
+        quantize.quantize(onnx_path, int8_path, calibration)
+        onnx_path = int8_path
+        extra = {**extra, "weights": "int8"}
+
+    model = EmotionModel(onnx_path, flip_average=flip_average, shift_pixels=args.shift_pixels)
+    model.temperature = 1.0
+    temperature = _fit_temperature(model, faces)
+    write_settings(onnx_path, temperature, flip_average, args.shift_pixels, extra)
+
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_path, out)
+    shutil.copyfile(onnx_path.with_suffix(".json"), out.with_suffix(".json"))
+
+
+def _fit_temperature(model, faces):
+    """Return the temperature that calibrates `model` (run with temperature 1) on the PublicTest split of `faces`."""
     from training import data, metrics
 
-    public_test = data.load(data_path, cache_dir=cache_dir).split("PublicTest")
+    public_test = faces.split("PublicTest")
     if len(public_test) == 0:
-        raise data.DataError(f"{data_path}: no PublicTest faces to fit the temperature on")
+        raise data.DataError("the data has no PublicTest faces to fit the temperature on")
     logits = model.logits(public_test.images)
     temperature = metrics.fit_temperature(public_test.labels, logits)
     accuracy = float((logits.argmax(axis=1) == public_test.labels).mean())
@@ -212,17 +246,14 @@ def _add_ensemble(commands):
 
 def _run_ensemble(args):
     import pathlib
-    import shutil
     import tempfile
 
-    from classifier.emotion import EmotionModel
     from training import data, ensemble
-    from training.export import export, write_settings
+    from training.export import export
 
     for member in args.members:
         if not pathlib.Path(member).is_file():
             raise data.DataError(f"member model not found: {member}")
-    flip_average = not args.no_flip
     with tempfile.TemporaryDirectory() as scratch:
         scratch = pathlib.Path(scratch)
         onnx_members = []
@@ -231,20 +262,13 @@ def _run_ensemble(args):
                 member = export(member, scratch / f"member{index}.onnx")
             onnx_members.append(member)
         try:
-            # Write to scratch first, because --out may name one of the members.
+            # Written to scratch first, because --out may name one of the members.
             combined = ensemble.write(onnx_members, scratch / "combined.onnx", args.average)
         except ensemble.EnsembleError as error:
             raise data.DataError(str(error)) from None
-        model = EmotionModel(combined, flip_average=flip_average, shift_pixels=args.shift_pixels)
-        temperature = _fit_temperature(model, args.data, args.cache)
-        write_settings(combined, temperature, flip_average, args.shift_pixels,
-                       extra={"source": [str(member) for member in args.members], "average": args.average})
-
-        out = pathlib.Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(combined, out)
-        shutil.copyfile(combined.with_suffix(".json"), out.with_suffix(".json"))
-    print(out)
+        _write_output(combined, args, extra={"source": [str(member) for member in args.members],
+                                             "average": args.average})
+    print(args.out)
     return 0
 
 

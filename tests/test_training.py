@@ -163,6 +163,39 @@ def test_train_resume_export_evaluate(tmp_path):
     assert Image.open(tmp_path / "cm.png").format == "PNG"
 
 
+@pytest.mark.parametrize("setting, value", [
+    ("architecture", "vgg99"), ("epochs", 0), ("batch_size", 0), ("peak_learning_rate", 0.0),
+    ("warmup_epochs", 41), ("momentum", 1.0), ("weight_decay", -1e-4), ("label_smoothing", 1.0),
+    ("fer_plus_weight", 1.5), ("erasing_probability", -0.1), ("keep_weights_from", -1),
+    ("patience_epochs", 0), ("seed", -1),
+])
+def test_recipe_reports_invalid_setting(setting, value):
+    from training.recipe import Recipe
+
+    problems = Recipe(**{setting: value}).problems()
+
+    assert len(problems) == 1 or setting == "epochs"  # 0 epochs also leaves the 2 warm-up epochs out of range
+    assert problems[0].startswith("--" + setting.replace("_", "-"))
+
+
+def test_recipe_defaults_are_valid():
+    from training.recipe import Recipe
+
+    assert Recipe().problems() == []
+
+
+def test_train_rejects_invalid_settings(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+
+    result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--epochs", "0",
+                              "--batch-size", "-8", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "invalid training settings: --epochs 0: expected 1 or more; --batch-size -8" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_refuses_to_overwrite_a_run(tmp_path):
     csv_path = write_csv(tmp_path / "fer.csv")
     (tmp_path / "run").mkdir()

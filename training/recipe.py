@@ -25,3 +25,26 @@ class Recipe:
                                           "in the run folder, for `average` (0: never)")
     patience_epochs: int = _setting(10, "stop after this many epochs without a better PublicTest accuracy")
     seed: int = _setting(1337, "random seed for weights, shuffling and augmentation")
+
+    def problems(self):
+        """Return a message for each setting outside its valid range (an empty list when all are valid)."""
+        from training.models import ARCHITECTURES  # here, so that this module stays free of TensorFlow
+
+        checks = [
+            (self.architecture in ARCHITECTURES,
+             f"--architecture {self.architecture}: expected one of {', '.join(sorted(ARCHITECTURES))}"),
+            (self.epochs >= 1, f"--epochs {self.epochs}: expected 1 or more"),
+            (self.batch_size >= 1, f"--batch-size {self.batch_size}: expected 1 or more"),
+            (self.peak_learning_rate > 0, f"--peak-learning-rate {self.peak_learning_rate}: expected more than 0"),
+            (0 <= self.warmup_epochs <= self.epochs,
+             f"--warmup-epochs {self.warmup_epochs}: expected 0 to --epochs ({self.epochs})"),
+            (0 <= self.momentum < 1, f"--momentum {self.momentum}: expected at least 0 and below 1"),
+            (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: expected 0 or more"),
+            (0 <= self.label_smoothing < 1, f"--label-smoothing {self.label_smoothing}: expected at least 0 and below 1"),
+            (0 <= self.fer_plus_weight <= 1, f"--fer-plus-weight {self.fer_plus_weight}: expected 0 to 1"),
+            (0 <= self.erasing_probability <= 1, f"--erasing-probability {self.erasing_probability}: expected 0 to 1"),
+            (self.keep_weights_from >= 0, f"--keep-weights-from {self.keep_weights_from}: expected 0 or more"),
+            (self.patience_epochs >= 1, f"--patience-epochs {self.patience_epochs}: expected 1 or more"),
+            (self.seed >= 0, f"--seed {self.seed}: expected 0 or more"),
+        ]
+        return [message for valid, message in checks if not valid]

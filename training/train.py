@@ -170,6 +170,9 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     else:
         if state_path.exists():
             raise data.DataError(f"{run_dir} already contains a run: pass --resume, or choose another --out")
+        problems = recipe.problems()
+        if problems:
+            raise data.DataError("invalid training settings: " + "; ".join(problems))
         if init_from and not pathlib.Path(init_from).is_file():
             raise data.DataError(f"{init_from}: model to start from not found")
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -64,3 +64,13 @@ def test_ensemble_cli_writes_int8_model(tmp_path):
     assert settings["weights"] == "int8"
     assert settings["temperature"] > 0
     assert out.stat().st_size < sum(member.stat().st_size for member in members)
+
+
+def test_warm_start_rejects_int8_model(tmp_path, faces):
+    from training import warm_start
+
+    int8_path = tmp_path / "int8.onnx"
+    quantize.quantize(write_linear_member(tmp_path / "float.onnx", seed=1), int8_path, faces[:64])
+
+    with pytest.raises(ValueError, match="8-bit quantized model"):
+        warm_start.onnx_weights(int8_path)

@@ -212,7 +212,7 @@ def test_train_rejects_other_architecture_model(tmp_path):
     csv_path = write_csv(tmp_path / "fer.csv")
 
     result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--architecture", "tiny",
-                              "--init-from", ROOT / "models" / "emotion.onnx", "--cache", tmp_path / "cache",
+                              "--init-from", ROOT / "models" / "emotion-float.onnx", "--cache", tmp_path / "cache",
                               cwd=tmp_path)
 
     assert result.returncode == 2
@@ -234,7 +234,7 @@ def test_train_reports_a_missing_start_model(tmp_path):
 def test_train_rejects_resume_with_start_model(tmp_path):
     csv_path = write_csv(tmp_path / "fer.csv")
     result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--resume",
-                              "--init-from", ROOT / "models" / "emotion.onnx", cwd=tmp_path)
+                              "--init-from", ROOT / "models" / "emotion-float.onnx", cwd=tmp_path)
 
     assert result.returncode == 2
     assert "pass one or the other" in result.stderr
@@ -244,13 +244,13 @@ def test_rebuild_the_shipped_model_from_onnx():
     from training import models, warm_start
 
     faces = np.random.default_rng(0).integers(0, 256, (64, 48, 48)).astype(np.uint8)
-    model = warm_start.rebuild(models.ARCHITECTURES["vgg32"](), ROOT / "models" / "emotion.onnx", faces)
+    model = warm_start.rebuild(models.ARCHITECTURES["vgg32"](), ROOT / "models" / "emotion-float.onnx", faces)
 
     # rebuild() checks the logits itself; in training mode the rebuilt batch norms must stay finite.
     trained_mode = np.asarray(model(faces[..., None].astype(np.float32), training=True))
     assert np.isfinite(trained_mode).all()
     with pytest.raises(ValueError, match="not exported from a vgg48 model"):
-        warm_start.rebuild(models.ARCHITECTURES["vgg48"](), ROOT / "models" / "emotion.onnx", faces)
+        warm_start.rebuild(models.ARCHITECTURES["vgg48"](), ROOT / "models" / "emotion-float.onnx", faces)
 
 
 def test_average_weights_and_batch_norm(tmp_path):

@@ -45,7 +45,7 @@ def _add_train(commands):
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch, "
                         "with the settings saved in its run.json (other recipe options are ignored)")
     parser.add_argument("--init-from", help="start a new run from a trained model of the same architecture "
-                        "(.keras, or an .onnx file such as models/emotion.onnx)")
+                        "(.keras, or a float .onnx file such as models/emotion-float.onnx)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
     defaults = Recipe()
     for field in dataclasses.fields(Recipe):

@@ -1,7 +1,7 @@
 """Start training from the weights in an exported ONNX model, such as the shipped one.
 
-The repository ships `models/emotion.onnx`, not Keras checkpoints, so a run that should go on
-from the shipped model (or fine-tune it on other faces) has to rebuild a Keras model from the
+The repository ships ONNX files, not Keras checkpoints, so a run that should go on from the
+shipped model's float export `models/emotion-float.onnx` (or fine-tune it on other faces) has to rebuild a Keras model from the
 ONNX file. The export folded each convolution's batch normalisation into the kernel and a bias,
 so the batch-norm scale is gone. `rebuild` recovers an equivalent model: for every batch-norm
 layer it measures the mean and variance of the layer's input on sample faces and picks the
@@ -27,12 +27,20 @@ _WEIGHT_NAME = re.compile(r"^[^/]+/(?P<layer>[^/]+?)_\d+/(?P<role>.+):0$")
 
 
 def onnx_weights(onnx_path):
-    """Return {(layer name, role): array} for the weights of an ONNX file written by our export."""
+    """Return {(layer name, role): array} for the weights of an ONNX file written by our export.
+
+    Raises ValueError for a quantized model.
+    """
     import onnx
     from onnx import numpy_helper
 
+    graph = onnx.load(str(onnx_path)).graph
+    if any(node.op_type == "DequantizeLinear" for node in graph.node):
+        raise ValueError(f"{onnx_path} is an 8-bit quantized model, whose weights no longer match any "
+                         f"Keras model exactly: start from the float model it was quantized from, "
+                         f"such as models/emotion-float.onnx")
     weights = {}
-    for initializer in onnx.load(str(onnx_path)).graph.initializer:
+    for initializer in graph.initializer:
         match = _WEIGHT_NAME.match(initializer.name)
         if match:
             weights[match["layer"], match["role"]] = numpy_helper.to_array(initializer)

@@ -6,11 +6,11 @@ import numpy as np
 import onnx
 import pytest
 
-from classifier.emotion import EmotionModel
+from classifier.emotion import EmotionModel, softmax
 from classifier.preprocess import FACE_SIZE
 from tests.test_ensemble import write_linear_member
 from tests.test_training import run_training_cli, write_csv
-from training import quantize
+from training import ensemble, quantize
 
 
 @pytest.fixture
@@ -64,6 +64,14 @@ def test_ensemble_cli_writes_int8_model(tmp_path):
     assert settings["weights"] == "int8"
     assert settings["temperature"] > 0
     assert out.stat().st_size < sum(member.stat().st_size for member in members)
+    # The averaging nodes stay in float: at 8 bits, small probabilities would round to 0 and
+    # their log to -inf.
+    faces = np.random.default_rng(5).integers(0, 256, (50, FACE_SIZE, FACE_SIZE)).astype(np.uint8)
+    float_ensemble = ensemble.write(members, tmp_path / "float-ensemble.onnx")
+    int8_logits = EmotionModel(out, flip_average=False).logits(faces)
+    float_logits = EmotionModel(float_ensemble, flip_average=False).logits(faces)
+    assert np.isfinite(int8_logits).all()
+    np.testing.assert_allclose(softmax(int8_logits), softmax(float_logits), atol=0.05)
 
 
 def test_warm_start_rejects_int8_model(tmp_path, faces):

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from classifier import preprocess
+from training import data
 from training.models import ARCHITECTURES
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,7 @@ MEASURED_FACES = 4096
 
 def sample_images(images, seed):
     """Return up to MEASURED_FACES of `images` (N, 48, 48), picked at random with `seed`, in order."""
-    chosen = np.random.default_rng(seed).choice(len(images), min(MEASURED_FACES, len(images)), replace=False)
-    return images[np.sort(chosen)]
+    return data.sample_images(images, MEASURED_FACES, seed)
 
 
 def save_weights(model, path):

@@ -77,6 +77,12 @@ class FaceSet:
         return FaceSet(self.images[mask], self.labels[mask], self.usage[mask], votes)
 
 
+def sample_images(images, count, seed):
+    """Return up to `count` of `images`, picked at random without repeats with `seed`, in their order."""
+    chosen = np.random.default_rng(seed).choice(len(images), min(count, len(images)), replace=False)
+    return images[np.sort(chosen)]
+
+
 def load(path, cache_dir=None):
     """Load a FER2013 CSV (`.csv` or `.csv.gz`) or an image-folder tree into a `FaceSet`.
 

@@ -3,11 +3,11 @@
 ONNX Runtime's static quantization stores the weights as int8, one scale per output channel,
 and the activations as uint8 with ranges measured on Training faces. The weights use 7 of the
 8 bits (`reduce_range`): x86 CPUs without VNNI instructions add pairs of uint8 x int8 products
-in 16 bits, which can saturate with full-range weights, and ONNX Runtime's quantization guide
-advises 7-bit weights for them.
+in 16 bits, which can saturate with full-range weights. ONNX Runtime's quantization API documents
+`reduce_range` as 7-bit quantization for better accuracy on such CPUs.
 
-NOTE: accuracy was measured only on a CPU with VNNI (AMD EPYC); with 7-bit weights, older x86
-CPUs should give the same figures, but nobody has checked.
+NOTE: accuracy was measured only on a CPU with VNNI (AMD EPYC). Older x86 CPUs should give the
+same figures with 7-bit weights, but that is unverified.
 """
 
 import logging
@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from classifier.emotion import EmotionModel
+from training import data
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,12 @@ FLOAT_OPS = {"Softmax", "Mean", "Log"}
 
 
 class QuantizationError(Exception):
-    """A quantized model whose predictions moved too far from the float model's."""
+    """A model that cannot be quantized, or whose quantized predictions moved too far from the float model's."""
 
 
 def calibration_faces(images, seed=0):
     """Return up to CALIBRATION_FACES of `images` (N, 48, 48) uint8, picked at random with `seed`."""
-    chosen = np.random.default_rng(seed).choice(len(images), min(CALIBRATION_FACES, len(images)), replace=False)
-    return images[np.sort(chosen)]
+    return data.sample_images(images, CALIBRATION_FACES, seed)
 
 
 def quantize(float_path, int8_path, faces):
@@ -49,7 +49,7 @@ def quantize(float_path, int8_path, faces):
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if len(faces) == 0:
-        raise QuantizationError("no faces to measure the activation ranges on")
+        raise QuantizationError("no faces to measure the activation ranges on: the data needs Training faces")
     float_path, int8_path = pathlib.Path(float_path), pathlib.Path(int8_path)
     graph = onnx.load(str(float_path)).graph
     input_name = graph.input[0].name
@@ -67,8 +67,8 @@ def quantize(float_path, int8_path, faces):
             return next(self._batches, None)
 
     with tempfile.TemporaryDirectory() as scratch:
-        # Folds constants and infers shapes first, as ONNX Runtime recommends before quantizing.
-        # Symbolic shape inference needs sympy and adds nothing for a fixed 48x48 input.
+        # quant_pre_process folds constants, fuses nodes and infers shapes before quantizing.
+        # Its symbolic shape inference needs sympy and adds nothing for a fixed 48x48 input.
         prepared = pathlib.Path(scratch) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
         int8_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import copy
 import functools
 import logging
 import operator
@@ -13,7 +14,8 @@ import urllib.parse
 
 from telegram import Update
 from telegram.error import InvalidToken, TelegramError
-from telegram.ext import Application, CommandHandler, MessageHandler, filters
+from telegram.ext import Application, CommandHandler, ExtBot, MessageHandler, filters
+from telegram.request import HTTPXRequest
 
 from bot import handlers
 from bot.photos import PhotoReader
@@ -51,6 +53,35 @@ class TokenRedactor(logging.Filter):
         return True
 
 
+class UpdateSkippingBot(ExtBot):
+    """A bot that skips the updates it cannot parse instead of asking for them again forever.
+
+    python-telegram-bot (v22) parses a whole getUpdates response at once, so one update it cannot
+    parse fails the call. Polling then requests the same updates again, indefinitely, and the
+    updates after it are never handled. Here each such update is replaced by a bare one with the same
+    id, which no handler matches, so polling acknowledges it and moves on.
+    """
+
+    async def _do_post(self, endpoint, data, **timeouts):
+        # Every Bot API call ends here (Bot.<method> -> _post -> _do_post). ExtBot overrides it
+        # the same way for rate limiting.
+        result = await super()._do_post(endpoint, data, **timeouts)
+        if endpoint == "getUpdates" and isinstance(result, list):
+            result = [self._readable(update) for update in result]
+        return result
+
+    def _readable(self, update):
+        try:
+            Update.de_json(copy.deepcopy(update), self)
+            return update
+        except Exception as error:  # whatever the parser raised, the update cannot be handled
+            update_id = update.get("update_id") if isinstance(update, dict) else None
+            # The update's content is a user's message: log only its id and the parse error.
+            log.warning("Skipping update %s: parsing it failed with %s: %s",
+                        update_id, type(error).__name__, error)
+            return {"update_id": update_id} if isinstance(update_id, int) else update
+
+
 def redact_uncaught_exceptions(token):
     """Print tracebacks that reach the top level with the token replaced."""
 
@@ -73,18 +104,19 @@ def configure_logging(settings: Settings):
 
 
 def build_application(settings: Settings, photo_reader: PhotoReader) -> Application:
-    builder = (Application.builder()
-               .token(settings.token)
-               .concurrent_updates(CONCURRENT_UPDATES)
-               .media_write_timeout(60)
-               .post_init(_start_heartbeat)
-               .post_stop(_stop_heartbeat)
-               .post_shutdown(_close_photo_reader))
-    if settings.api_base_url:
-        # A self-hosted Bot API server serves methods at <root>/bot<token>/<method> and
-        # files at <root>/file/bot<token>/<path>, like api.telegram.org.
-        builder = builder.base_url(f"{settings.api_base_url}/bot").base_file_url(f"{settings.api_base_url}/file/bot")
-    application = builder.build()
+    # A self-hosted Bot API server serves methods at <root>/bot<token>/<method> and
+    # files at <root>/file/bot<token>/<path>, like api.telegram.org.
+    root = settings.api_base_url or "https://api.telegram.org"
+    bot = UpdateSkippingBot(settings.token, base_url=f"{root}/bot", base_file_url=f"{root}/file/bot",
+                            request=HTTPXRequest(connection_pool_size=256, media_write_timeout=60),
+                            get_updates_request=HTTPXRequest(connection_pool_size=1))
+    application = (Application.builder()
+                   .bot(bot)
+                   .concurrent_updates(CONCURRENT_UPDATES)
+                   .post_init(_start_heartbeat)
+                   .post_stop(_stop_heartbeat)
+                   .post_shutdown(_close_photo_reader)
+                   .build())
     application.bot_data["settings"] = settings
     application.bot_data["photo_reader"] = photo_reader
 
@@ -105,14 +137,13 @@ def run(application: Application, settings: Settings):
     if settings.webhook_url:
         path = urllib.parse.urlsplit(settings.webhook_url).path.strip("/")
         log.info("Starting webhook server on %s:%d, path /%s", settings.webhook_listen, settings.webhook_port, path)
+        # NOTE: UpdateSkippingBot covers polling only. In webhook mode python-telegram-bot answers an
+        # update it cannot parse with HTTP 400 and logs its content, and Telegram retries it a number of times.
         application.run_webhook(listen=settings.webhook_listen, port=settings.webhook_port, url_path=path,
                                 webhook_url=settings.webhook_url, secret_token=settings.webhook_secret,
                                 allowed_updates=ALLOWED_UPDATES)
     else:
         log.info("Starting long polling")
-        # NOTE: python-telegram-bot 22 cannot skip an update it fails to parse. It logs the error
-        # and requests the same updates again at once, so a server that sends malformed updates
-        # (api.telegram.org does not) keeps the bot in a tight retry loop.
         application.run_polling(allowed_updates=ALLOWED_UPDATES)
     log.info("Stopped")
 

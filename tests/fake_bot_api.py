@@ -62,6 +62,13 @@ class FakeBotApi:
         self._new_update.set()
         return message_id
 
+    def push_update(self, **content):
+        """Queue an update with any content, well-formed or not; return its update id."""
+        update_id = next(self._update_ids)
+        self.updates.append({"update_id": update_id, **content})
+        self._new_update.set()
+        return update_id
+
     def sent(self, *methods):
         return [(method, params) for method, params in self.calls if method in methods]
 

@@ -1,5 +1,6 @@
 """The real bot, run as `python -m bot`, against a fake Bot API server on 127.0.0.1."""
 
+import asyncio
 import io
 
 import pytest
@@ -122,6 +123,21 @@ async def test_bot_keeps_serving_after_bad_input(api, bot, portrait_bytes):
     assert_annotated_reply(reply, PRIVATE_CHAT, message_id, faces=1)
     replies = await api.wait_for(2, "sendMessage")
     assert all("sorry" not in params["text"].lower() for _, params in replies)
+
+
+async def test_malformed_update_is_skipped(api, bot, portrait_bytes):
+    api.add_file("portrait", portrait_bytes)
+    api.push_update(message={"message_id": 1, "date": "soon", "chat": PRIVATE_CHAT})
+    api.push_update(message="not a message")
+    message_id = api.push_message(PRIVATE_CHAT, photo=photo_sizes("portrait", portrait_bytes))
+
+    [reply] = await api.wait_for(1, "sendPhoto")
+
+    assert_annotated_reply(reply, PRIVATE_CHAT, message_id, faces=1)
+    polls = len(api.sent("getUpdates"))
+    await asyncio.sleep(1)
+    # Idle long polling, not a retry loop: the fake server keeps each poll open for up to 0.5 s.
+    assert len(api.sent("getUpdates")) - polls <= 4
 
 
 async def test_emotions_command_reads_replied_photo(api, bot, portrait_bytes):

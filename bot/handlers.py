@@ -2,13 +2,16 @@
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import pathlib
 import time
+import warnings
 
 from telegram import Message, Update
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.warnings import PTBDeprecationWarning
 from telegram.ext import ContextTypes
 
 from bot import replies
@@ -19,6 +22,9 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif"}
 # Telegram shows a chat action for 5 seconds; repeat it while a photo is being worked on.
 CHAT_ACTION_INTERVAL_S = 4.5
+# A photo's download and reply are tried again after flood control or a network failure.
+RETRIES = 3
+MAX_FLOOD_WAIT_S = 120
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -100,8 +106,7 @@ async def _download_read_reply(reply_to, source, file_id, size, context):
     action = asyncio.create_task(_keep_chat_action(context, chat_id))
     try:
         try:
-            telegram_file = await context.bot.get_file(file_id)
-            data = bytes(await telegram_file.download_as_bytearray())
+            data = await _retrying(lambda: _download(context.bot, file_id), "download", source, repeat_timeouts=True)
         except BadRequest as error:
             # The official Bot API refuses files over 20 MB with "file is too big".
             if "too big" in error.message.lower():
@@ -120,11 +125,48 @@ async def _download_read_reply(reply_to, source, file_id, size, context):
         action.cancel()
 
     if result.jpeg is None:
-        await reply_to.reply_text(replies.NO_FACE, do_quote=True)
+        await _retrying(lambda: reply_to.reply_text(replies.NO_FACE, do_quote=True), "reply", source)
     else:
-        await reply_to.reply_photo(result.jpeg, caption=replies.caption(result.faces), do_quote=True)
+        caption = replies.caption(result.faces)
+        await _retrying(lambda: reply_to.reply_photo(result.jpeg, caption=caption, do_quote=True), "reply", source)
     log.info("chat %s message %s: %d face(s), %d ms analysis, %d ms total", chat_id, source.message_id,
              len(result.faces), result.milliseconds, (time.perf_counter() - started) * 1000)
+
+
+async def _download(bot, file_id):
+    telegram_file = await bot.get_file(file_id)
+    return bytes(await telegram_file.download_as_bytearray())
+
+
+async def _retrying(call, action, source, repeat_timeouts=False):
+    """Await `call()`, calling it again after flood control or a network failure, up to RETRIES times.
+
+    A timed-out request may have reached Telegram, so it is repeated only when `repeat_timeouts` is
+    set, for a download; a repeated message could appear twice.
+    """
+    for retry in range(RETRIES + 1):
+        try:
+            return await call()
+        except RetryAfter as error:
+            wait_s = _retry_after_seconds(error)
+            if retry == RETRIES or wait_s > MAX_FLOOD_WAIT_S:
+                raise
+            reason = error
+        except NetworkError as error:
+            if retry == RETRIES or (isinstance(error, TimedOut) and not repeat_timeouts):
+                raise
+            wait_s, reason = 2.0 ** retry, error
+        log.warning("chat %s message %s: %s failed (%s), trying again in %.0f s",
+                    source.chat_id, source.message_id, action, reason, wait_s)
+        await asyncio.sleep(wait_s)
+
+
+def _retry_after_seconds(error: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        # python-telegram-bot 22 warns that retry_after will become a timedelta; either is read here.
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        wait = error.retry_after
+    return wait.total_seconds() if isinstance(wait, datetime.timedelta) else float(wait)
 
 
 async def _keep_chat_action(context, chat_id):

@@ -30,6 +30,7 @@ class FakeBotApi:
         self._runner = None
         self.port = None
         self.on_download = None  # called with the file id when the bot downloads a file
+        self._failures = {}  # method -> [(HTTP status, response body)] returned before the real result
 
     async def start(self):
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -69,6 +70,13 @@ class FakeBotApi:
         self._new_update.set()
         return update_id
 
+    def fail_next(self, method, status, description, **parameters):
+        """Return an error for the next call of `method`, as the Bot API does; each call of this queues one more."""
+        body = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        self._failures.setdefault(method, []).append((status, body))
+
     def sent(self, *methods):
         return [(method, params) for method, params in self.calls if method in methods]
 
@@ -89,6 +97,9 @@ class FakeBotApi:
         method = request.match_info["method"]
         params = await _parameters(request)
         self.calls.append((method, params))
+        if self._failures.get(method):
+            status, body = self._failures[method].pop(0)
+            return web.json_response(body, status=status)
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found: method not found"},

@@ -140,6 +140,19 @@ async def test_malformed_update_is_skipped(api, bot, portrait_bytes):
     assert len(api.sent("getUpdates")) - polls <= 4
 
 
+async def test_reply_waits_out_flood_control(api, bot, portrait_bytes):
+    api.add_file("portrait", portrait_bytes)
+    api.fail_next("getFile", 502, "Bad Gateway")
+    api.fail_next("sendPhoto", 429, "Too Many Requests: retry after 1", retry_after=1)
+    message_id = api.push_message(GROUP_CHAT, photo=photo_sizes("portrait", portrait_bytes))
+
+    replies = await api.wait_for(2, "sendPhoto")
+
+    assert_annotated_reply(replies[1], GROUP_CHAT, message_id, faces=1)
+    assert len(api.sent("getFile")) == 2
+    assert not api.sent("sendMessage")
+
+
 async def test_emotions_command_reads_replied_photo(api, bot, portrait_bytes):
     api.add_file("portrait", portrait_bytes)
     photo_message = {"message_id": 77, "date": 0, "chat": GROUP_CHAT, "photo": photo_sizes("portrait", portrait_bytes)}

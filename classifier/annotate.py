@@ -10,6 +10,9 @@ MAX_OUTPUT_SIDE = 2560
 # Small photos are enlarged first so that the text drawn on them stays sharp when shown.
 MIN_OUTPUT_SIDE = 800
 MAX_OUTPUT_BYTES = 10 * 1024 * 1024
+# Telegram also rejects photos more than 20 times longer than wide, so thinner photos get a border.
+MAX_OUTPUT_RATIO = 20
+BORDER_COLOR = (40, 40, 40)
 
 COLORS = {
     "angry": (230, 57, 70),
@@ -37,6 +40,7 @@ def annotate(rgb, faces, quality=90):
     if scale != 1.0:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.LANCZOS)
+    image, (left, top) = _add_border(image)
 
     draw = ImageDraw.Draw(image)
     longest = max(image.size)
@@ -44,11 +48,24 @@ def annotate(rgb, faces, quality=90):
     line_width = max(2, round(longest / 400))
     for number, face in enumerate(faces, start=1):
         x, y, width, height = (round(v * scale) for v in face.box)
+        x, y = x + left, y + top
         color = COLORS.get(face.label, (255, 255, 255))
         draw.rectangle((x, y, x + width, y + height), outline=color, width=line_width)
         _draw_tag(draw, font, f"{number} {face.label} {face.confidence:.0%}", (x, y, width, height),
                   color, image.size)
     return _encode_jpeg(image, quality)
+
+
+def _add_border(image):
+    """Center `image` on a border that brings it within MAX_OUTPUT_RATIO; return it and its offset."""
+    width, height = image.size
+    if max(width, height) <= MAX_OUTPUT_RATIO * min(width, height):
+        return image, (0, 0)
+    size = (width, -(-width // MAX_OUTPUT_RATIO)) if width > height else (-(-height // MAX_OUTPUT_RATIO), height)
+    offset = ((size[0] - width) // 2, (size[1] - height) // 2)
+    canvas = Image.new("RGB", size, BORDER_COLOR)
+    canvas.paste(image, offset)
+    return canvas, offset
 
 
 def _draw_tag(draw, font, text, box, color, image_size):

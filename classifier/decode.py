@@ -16,6 +16,9 @@ MEGABYTE = 1024 * 1024
 MAX_BYTES = 50 * MEGABYTE
 # 100 megapixels decode to 300 MB of RGB: larger than any phone or camera photo people post.
 MAX_PIXELS = 100_000_000
+# The largest side a JPEG can have. Pillow 13 raised MemoryError converting a PNG of one row
+# of 99 million pixels, which MAX_PIXELS alone lets through.
+MAX_SIDE = 65_535
 
 SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "DIB", "TIFF", "GIF"}
 
@@ -62,6 +65,9 @@ def decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
                                          f"{max_pixels / 1e6:.0f} megapixels.")
             if width == 0 or height == 0:
                 raise NotAnImageError("The image has no pixels.")
+            if max(width, height) > MAX_SIDE:
+                raise ImageTooLargeError(f"The image is {width}x{height} pixels; the limit is "
+                                         f"{MAX_SIDE:,} pixels on a side.")
             try:
                 image.load()
                 # In place, because a transposed copy would keep a second full-size image in memory.
@@ -69,6 +75,9 @@ def decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
                 return _to_rgb(image)
             except Image.DecompressionBombError:
                 raise ImageTooLargeError(f"The image has more than {max_pixels:,} pixels.") from None
+            except MemoryError:
+                raise ImageTooLargeError(f"The image is {width}x{height} pixels, too large to decode "
+                                         "in the memory available.") from None
             except (OSError, ValueError, SyntaxError, EOFError):
                 raise TruncatedImageError(DAMAGED) from None
 

@@ -9,6 +9,7 @@
 
 import dataclasses
 import logging
+import math
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ DEFAULT_MIN_SCORE = 0.8
 STRIP_MIN_TILES = 3
 STRIP_MIN_SIDE = 48
 STRIP_MAX_TILES = 40
+# Pixels YuNet may see across all of a strip's tiles (full-size pyramid level): four times a
+# 960x960 photo's. A 20000x500 strip then took 0.75 s instead of 1.85 s (a photo: 0.1 s).
+STRIP_PIXEL_BUDGET = 4 * 960 * 960
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,23 +66,28 @@ class YuNetDetector:
         # A long strip scaled to max_side would shrink its faces to a few pixels, so detect in
         # overlapping tiles twice as long as the strip is wide. Consecutive tiles overlap by the
         # strip's width, which no face exceeds, so every face lies whole inside one tile.
+        starts = range(0, max(1, longest - shortest), shortest)
+        # Each tile is 2 x 1 in shape; shrink tiles (or enlarge them less) to keep within the budget.
+        budget_side = int(math.sqrt(2 * STRIP_PIXEL_BUDGET / len(starts)))
+        tile_side = min(self.max_side, max(self.min_side, 2 * shortest), budget_side)
         faces = []
-        for start in range(0, max(1, longest - shortest), shortest):
+        for start in starts:
             if width >= height:
                 tile, offset = rgb[:, start:start + 2 * shortest], (start, 0)
             else:
                 tile, offset = rgb[start:start + 2 * shortest], (0, start)
-            for face in self._detect_pyramid(np.ascontiguousarray(tile)):
+            for face in self._detect_pyramid(np.ascontiguousarray(tile), max_side=tile_side, min_side=tile_side):
                 x, y, w, h = face.box
                 points = tuple((px + offset[0], py + offset[1]) for px, py in face.landmarks)
                 faces.append(Face((x + offset[0], y + offset[1], w, h), face.score, points))
         return _non_max_suppression(faces)
 
-    def _detect_pyramid(self, rgb):
+    def _detect_pyramid(self, rgb, max_side=None, min_side=None):
         height, width = rgb.shape[:2]
         longest = max(height, width)
+        max_side, min_side = max_side or self.max_side, min_side or self.min_side
         # Small photos are enlarged to min_side so that small faces in them are found too.
-        base_scale = self.max_side / longest if longest > self.max_side else max(1.0, self.min_side / longest)
+        base_scale = max_side / longest if longest > max_side else max(1.0, min_side / longest)
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         faces = []
         # (scale relative to the base image, smallest face side kept, in base pixels)

@@ -168,7 +168,8 @@ def test_decode_gif_takes_first_frame():
     (lambda: encode(rgb_image(), "PNG")[:300], errors.TruncatedImageError),
     (lambda: encode(rgb_image(), "PPM"), errors.UnsupportedFormatError),
     (lambda: encode(Image.new("1", (12000, 12000)), "PNG"), errors.ImageTooLargeError),
-], ids=["empty", "text", "truncated-jpeg", "truncated-png", "ppm", "decompression-bomb"])
+    (lambda: encode(Image.new("L", (70000, 1)), "PNG"), errors.ImageTooLargeError),
+], ids=["empty", "text", "truncated-jpeg", "truncated-png", "ppm", "decompression-bomb", "one-row"])
 def test_decode_errors(data, error):
     data = data() if callable(data) else data
 
@@ -252,5 +253,7 @@ def test_faces_in_long_strip_are_found(reader):
         strip.paste(portrait, (x, 30))
 
     analysis = reader.read_bytes(encode(strip))
+    reply = Image.open(io.BytesIO(classifier.annotate(analysis.image, analysis.faces)))
 
     assert len(analysis.faces) == 5
+    assert reply.width <= 20 * reply.height  # Telegram rejects thinner photos

@@ -63,7 +63,15 @@ class EmotionReader:
         return Analysis(image, self.read_image(image))
 
     def read_image(self, rgb):
-        """Return a `FaceEmotion` for every face in an (H, W, 3) RGB uint8 image."""
+        """Return a `FaceEmotion` for every face in an (H, W, 3) RGB uint8 image.
+
+        Raises ValueError for another shape or type, such as floats in 0-1 or an image with no pixels.
+        """
+        rgb = np.asarray(rgb)
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
+            raise ValueError(f"expected an (H, W, 3) RGB uint8 image with pixels, got shape {rgb.shape} "
+                             f"of {rgb.dtype}; decode files with read_bytes, or convert with "
+                             "(image * 255).astype(np.uint8) or np.dstack([gray] * 3)")
         faces = self.detector.detect(rgb)
         if not faces:
             return []

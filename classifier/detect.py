@@ -147,7 +147,12 @@ def create_detector(name="auto", min_score=DEFAULT_MIN_SCORE):
             return YuNetDetector(min_score=min_score)
         except ImportError:
             log.warning("yuface is not installed for this platform; using the slower MTCNN detector")
+        try:
             return MtcnnDetector(min_score=min_score)
+        except ImportError:
+            raise ImportError("No face detector is installed: yuface has wheels only for CPython 3.11 and "
+                              "older on x86-64 Linux and Windows. Install the MTCNN fallback with "
+                              "pip install -e '.[mtcnn]'") from None
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector {name!r}: choose auto, {', '.join(DETECTORS)}")
     return DETECTORS[name](min_score=min_score)

@@ -7,6 +7,7 @@ annotated and a caption naming each face's emotion.
 import logging
 import os
 import pathlib
+import re
 import sys
 
 from bot.app import build_application, configure_logging, run
@@ -21,13 +22,21 @@ def load_dotenv(path=".env"):
     env_file = pathlib.Path(path)
     if not env_file.is_file():
         return
-    for line in env_file.read_text().splitlines():
+    # utf-8-sig drops the byte-order mark that some Windows editors write.
+    for line in env_file.read_text(encoding="utf-8-sig").splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, value = line.split("=", 1)
         key = key.removeprefix("export ").strip()
-        os.environ.setdefault(key, value.strip().strip("'\""))
+        os.environ.setdefault(key, _dotenv_value(value.strip()))
+
+
+def _dotenv_value(raw):
+    """Return a .env value without its quotes, or without a trailing ` # comment` when unquoted."""
+    if raw[:1] in ("'", '"') and raw.find(raw[0], 1) > 0:
+        return raw[1:raw.find(raw[0], 1)]
+    return re.split(r"\s#", raw, maxsplit=1)[0].strip()
 
 
 def main():
@@ -38,6 +47,13 @@ def main():
         print(f"error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    if settings.heartbeat_file:
+        try:
+            pathlib.Path(settings.heartbeat_file).write_text("starting\n")
+        except OSError as error:
+            log.error("HEARTBEAT_FILE=%s cannot be written: %s. Choose a writable path, or unset it",
+                      settings.heartbeat_file, error)
+            return 2
 
     from classifier import DEFAULT_MODEL, EmotionReader, ModelError
     from telegram.error import InvalidToken, TelegramError

@@ -14,7 +14,7 @@ import urllib.parse
 
 from telegram import Update
 from telegram.error import InvalidToken, TelegramError
-from telegram.ext import Application, CommandHandler, ExtBot, MessageHandler, filters
+from telegram.ext import Application, CommandHandler, Defaults, ExtBot, MessageHandler, filters
 from telegram.request import HTTPXRequest
 
 from bot import handlers
@@ -23,8 +23,9 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Handler tasks that may run at once; photos beyond the inference workers wait cheaply.
-CONCURRENT_UPDATES = 64
+# Handler tasks that may run at once. A waiting photo costs little (its download waits for a
+# PhotoReader slot), and a low cap would let one chat's queued photos take every place.
+CONCURRENT_UPDATES = 4096
 HEARTBEAT_INTERVAL_S = 10
 TOKEN_CHECK_EVERY_BEATS = 6  # one getMe a minute
 ALLOWED_UPDATES = [Update.MESSAGE]
@@ -107,7 +108,10 @@ def build_application(settings: Settings, photo_reader: PhotoReader) -> Applicat
     # A self-hosted Bot API server serves methods at <root>/bot<token>/<method> and
     # files at <root>/file/bot<token>/<path>, like api.telegram.org.
     root = settings.api_base_url or "https://api.telegram.org"
+    # Replies quote the message they reply to, and are still sent if it was deleted meanwhile.
+    defaults = Defaults(do_quote=True, allow_sending_without_reply=True)
     bot = UpdateSkippingBot(settings.token, base_url=f"{root}/bot", base_file_url=f"{root}/file/bot",
+                            defaults=defaults,
                             request=HTTPXRequest(connection_pool_size=256, media_write_timeout=60),
                             get_updates_request=HTTPXRequest(connection_pool_size=1))
     application = (Application.builder()
@@ -127,7 +131,8 @@ def build_application(settings: Settings, photo_reader: PhotoReader) -> Applicat
     application.add_handler(MessageHandler(messages & IMAGE_DOCUMENT, handlers.photo))
     application.add_handler(MessageHandler(messages & filters.Document.ALL & filters.ChatType.PRIVATE,
                                            handlers.other_document))
-    application.add_handler(MessageHandler(messages & filters.TEXT & filters.ChatType.PRIVATE, handlers.private_text))
+    application.add_handler(MessageHandler(messages & filters.ChatType.PRIVATE & ~filters.StatusUpdate.ALL,
+                                           handlers.private_other))
     application.add_error_handler(handlers.error_handler)
     return application
 
@@ -137,7 +142,7 @@ def run(application: Application, settings: Settings):
     if settings.webhook_url:
         path = urllib.parse.urlsplit(settings.webhook_url).path.strip("/")
         log.info("Starting webhook server on %s:%d, path /%s", settings.webhook_listen, settings.webhook_port, path)
-        # NOTE: UpdateSkippingBot covers polling only. In webhook mode python-telegram-bot answers an
+        # NOTE: UpdateSkippingBot covers polling only. In webhook mode python-telegram-bot responds to an
         # update it cannot parse with HTTP 400 and logs its content, and Telegram retries it a number of times.
         application.run_webhook(listen=settings.webhook_listen, port=settings.webhook_port, url_path=path,
                                 webhook_url=settings.webhook_url, secret_token=settings.webhook_secret,

@@ -47,8 +47,8 @@ async def emotions_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     await _analyse(message, target, context)
 
 
-async def private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Point a private chat's text or unknown command at what the bot does."""
+async def private_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Point any other private message (text, unknown command, sticker, voice, video) at what the bot does."""
     await update.effective_message.reply_text(replies.SEND_A_PHOTO, do_quote=True)
 
 
@@ -91,11 +91,10 @@ async def _analyse(reply_to: Message, source: Message, context: ContextTypes.DEF
     file_id, size = _image_of(source)
     chat_id = reply_to.chat_id
     limit_bytes = settings.max_file_mb * 1024 * 1024
-    if size and size > limit_bytes:
-        await reply_to.reply_text(replies.too_large(size / 1024 / 1024, settings.max_file_mb), do_quote=True)
-        return
-
     async with reader.chat_turn(chat_id):
+        if size and size > limit_bytes:
+            await reply_to.reply_text(replies.too_large(size / 1024 / 1024, settings.max_file_mb), do_quote=True)
+            return
         await _download_read_reply(reply_to, source, file_id, size, context)
 
 
@@ -104,23 +103,26 @@ async def _download_read_reply(reply_to, source, file_id, size, context):
     chat_id = reply_to.chat_id
     started = time.perf_counter()
     action = asyncio.create_task(_keep_chat_action(context, chat_id))
+    reader = context.bot_data["photo_reader"]
     try:
-        try:
-            data = await _retrying(lambda: _download(context.bot, file_id), "download", source, repeat_timeouts=True)
-        except BadRequest as error:
-            # The official Bot API refuses files over 20 MB with "file is too big".
-            if "too big" in error.message.lower():
-                log.info("chat %s message %s: file too big to download", chat_id, source.message_id)
-                await reply_to.reply_text(replies.too_large(size / 1024 / 1024 if size else None,
-                                                            settings.max_file_mb), do_quote=True)
+        async with reader.slot():
+            try:
+                data = await _retrying(lambda: _download(context.bot, file_id), "download", source,
+                                       repeat_timeouts=True)
+            except BadRequest as error:
+                # The official Bot API refuses files over 20 MB with "file is too big".
+                if "too big" in error.message.lower():
+                    log.info("chat %s message %s: file too big to download", chat_id, source.message_id)
+                    await reply_to.reply_text(replies.too_large(size / 1024 / 1024 if size else None,
+                                                                settings.max_file_mb), do_quote=True)
+                    return
+                raise
+            try:
+                result = await reader.read(data)
+            except ImageError as error:
+                log.info("chat %s message %s: unreadable image (%s)", chat_id, source.message_id, error.kind)
+                await reply_to.reply_text(replies.unreadable(str(error)), do_quote=True)
                 return
-            raise
-        try:
-            result = await context.bot_data["photo_reader"].read(data)
-        except ImageError as error:
-            log.info("chat %s message %s: unreadable image (%s)", chat_id, source.message_id, error.kind)
-            await reply_to.reply_text(replies.unreadable(str(error)), do_quote=True)
-            return
     finally:
         action.cancel()
 

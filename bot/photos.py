@@ -21,11 +21,14 @@ class PhotoReader:
 
     At most `workers` photos are analysed at once, and at most one per chat, so a chat that
     sends many or very large photos occupies one worker and the other chats get the rest.
+    Photos held in memory, downloaded or being analysed, are bounded by the slots.
     """
 
     def __init__(self, reader: EmotionReader, workers=2):
         self.reader = reader
         self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="inference")
+        # Per worker, one photo being analysed and one downloaded and waiting for it.
+        self._slots = asyncio.Semaphore(2 * workers)
         self._chat_locks: dict[int, asyncio.Lock] = {}
         self._chat_waiters: dict[int, int] = {}
 
@@ -42,6 +45,12 @@ class PhotoReader:
             if self._chat_waiters[chat_id] == 0:
                 del self._chat_waiters[chat_id]
                 del self._chat_locks[chat_id]
+
+    @contextlib.asynccontextmanager
+    async def slot(self):
+        """Wait for a slot for one photo's download and analysis; chats get slots in turn."""
+        async with self._slots:
+            yield
 
     async def read(self, data):
         """Return the faces and annotated JPEG for photo bytes; raises classifier.ImageError."""

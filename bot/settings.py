@@ -38,10 +38,6 @@ class Settings:
             fields["webhook_secret"] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
-    @property
-    def uses_local_api_server(self):
-        return self.api_base_url is not None
-
     @classmethod
     def from_env(cls, environ=None):
         environ = os.environ if environ is None else environ
@@ -51,9 +47,8 @@ class Settings:
                                 "put its token in the environment or in .env")
 
         api_base_url = environ.get("TELEGRAM_API_BASE_URL", "").strip().rstrip("/") or None
-        if api_base_url and urllib.parse.urlsplit(api_base_url).scheme not in ("http", "https"):
-            raise SettingsError(f"TELEGRAM_API_BASE_URL={api_base_url!r} is not an http:// or https:// URL "
-                                "(example: http://127.0.0.1:8081)")
+        if api_base_url:
+            _check_url("TELEGRAM_API_BASE_URL", api_base_url)
 
         log_level = environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in LOG_LEVELS:
@@ -78,8 +73,9 @@ class Settings:
             model_path=environ.get("MODEL_PATH", "").strip() or None,
             face_detector=face_detector,
             min_face_score=_number(environ, "MIN_FACE_SCORE", 0.8, float, 0.0, 1.0),
-            # The official Bot API serves files of at most 20 MB to bots; a local server more.
-            max_file_mb=_number(environ, "MAX_FILE_MB", 50.0 if api_base_url else 20.0, float, 0.1, 2000.0),
+            # The Bot API serves files of at most 20 MB to bots, and so does a self-hosted server
+            # unless it runs with --local, which this bot does not support.
+            max_file_mb=_number(environ, "MAX_FILE_MB", 20.0, float, 0.1, 2000.0),
             inference_workers=_number(environ, "INFERENCE_WORKERS", 2, int, 1, 64),
             inference_threads=_number(environ, "INFERENCE_THREADS", 1, int, 1, 64),
             webhook_url=webhook_url,
@@ -88,6 +84,16 @@ class Settings:
             webhook_secret=webhook_secret,
             heartbeat_file=environ.get("HEARTBEAT_FILE", "").strip() or None,
         )
+
+
+def _check_url(name, url):
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # raises ValueError for a port out of range
+    except ValueError as error:
+        raise SettingsError(f"{name}={url!r} is not a valid URL ({error}); example: http://127.0.0.1:8081") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name}={url!r} is not an http:// or https:// URL (example: http://127.0.0.1:8081)")
 
 
 def _number(environ, name, default, kind, low, high):

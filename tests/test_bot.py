@@ -41,6 +41,7 @@ def assert_annotated_reply(call, chat, message_id, faces):
     assert method == "sendPhoto"
     assert int(params["chat_id"]) == chat["id"]
     assert params["reply_parameters"]["message_id"] == message_id
+    assert params["reply_parameters"]["allow_sending_without_reply"] is True
     image = Image.open(io.BytesIO(params["photo"]))
     assert image.format == "JPEG"
     image.load()
@@ -153,6 +154,21 @@ async def test_reply_waits_out_flood_control(api, bot, portrait_bytes):
     assert not api.sent("sendMessage")
 
 
+async def test_busy_chat_does_not_starve_others(api, bot, portrait_bytes, faceless_bytes):
+    api.add_file("landscape", faceless_bytes)
+    api.add_file("portrait", portrait_bytes)
+    for _ in range(150):  # far more queued photos than a cap of 64 handler tasks would let in
+        api.push_message(PRIVATE_CHAT, photo=photo_sizes("landscape", faceless_bytes))
+    await api.wait_for(1, "sendMessage")
+    message_id = api.push_message(GROUP_CHAT, photo=photo_sizes("portrait", portrait_bytes))
+
+    [reply] = await api.wait_for(1, "sendPhoto")
+
+    assert_annotated_reply(reply, GROUP_CHAT, message_id, faces=1)
+    assert len(api.sent("sendMessage")) < 20
+    await api.wait_for(150, "sendMessage", timeout_s=120)
+
+
 async def test_emotions_command_reads_replied_photo(api, bot, portrait_bytes):
     api.add_file("portrait", portrait_bytes)
     photo_message = {"message_id": 77, "date": 0, "chat": GROUP_CHAT, "photo": photo_sizes("portrait", portrait_bytes)}
@@ -173,13 +189,16 @@ async def test_help_command(api, bot):
     assert "privacy" in params["text"]
 
 
-async def test_private_text_gets_hint(api, bot):
-    message_id = api.push_message(PRIVATE_CHAT, text="hello there")
+async def test_private_text_or_sticker_gets_hint(api, bot):
+    sticker = {"file_id": "s1", "file_unique_id": "s1", "type": "regular", "width": 512, "height": 512,
+               "is_animated": False, "is_video": False}
+    text_id = api.push_message(PRIVATE_CHAT, text="hello there")
+    sticker_id = api.push_message(PRIVATE_CHAT, sticker=sticker)
 
-    [(_, params)] = await api.wait_for(1, "sendMessage")
+    hints = await api.wait_for(2, "sendMessage")
 
-    assert params["reply_parameters"]["message_id"] == message_id
-    assert "Send me a photo" in params["text"]
+    assert sorted(params["reply_parameters"]["message_id"] for _, params in hints) == [text_id, sticker_id]
+    assert all("Send me a photo" in params["text"] for _, params in hints)
 
 
 async def test_replies_keep_order_within_chat(api, bot, portrait_bytes, faceless_bytes):

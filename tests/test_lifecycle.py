@@ -1,6 +1,7 @@
 """Stopping, webhook mode and settings errors of the real bot process."""
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -95,7 +96,10 @@ async def test_webhook_update_with_secret_is_answered(api, tmp_path, portrait_by
     ({}, "TELEGRAM_BOT_TOKEN is not set"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_URL": "https://example.org/hook"}, "TELEGRAM_WEBHOOK_SECRET is required"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "INFERENCE_WORKERS": "many"}, "INFERENCE_WORKERS='many' is not a valid int"),
-], ids=["no-token", "webhook-without-secret", "bad-number"])
+    ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://[::1"}, "is not a valid URL"),
+    ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:99999"}, "is not a valid URL"),
+    ({"TELEGRAM_BOT_TOKEN": "1:x", "HEARTBEAT_FILE": "/nonexistent/heartbeat"}, "cannot be written"),
+], ids=["no-token", "webhook-without-secret", "bad-number", "bad-url", "bad-port", "heartbeat-not-writable"])
 def test_settings_errors_are_plain(tmp_path, environment, message):
     result = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **environment})
@@ -103,6 +107,23 @@ def test_settings_errors_are_plain(tmp_path, environment, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dotenv_reads_bom_quotes_and_comments(tmp_path, monkeypatch):
+    from bot.__main__ import load_dotenv
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("TELEGRAM_BOT_TOKEN=123:abc  # from @BotFather\nLOG_LEVEL='DEBUG' # quoted\n"
+                        "TELEGRAM_WEBHOOK_SECRET=a#b\n", encoding="utf-8-sig")
+    for key in ("TELEGRAM_BOT_TOKEN", "LOG_LEVEL", "TELEGRAM_WEBHOOK_SECRET"):
+        monkeypatch.setenv(key, "")  # so that monkeypatch removes what load_dotenv sets
+        monkeypatch.delenv(key)
+
+    load_dotenv(env_file)
+
+    assert os.environ["TELEGRAM_BOT_TOKEN"] == "123:abc"
+    assert os.environ["LOG_LEVEL"] == "DEBUG"
+    assert os.environ["TELEGRAM_WEBHOOK_SECRET"] == "a#b"
 
 
 async def test_rejected_token_exits_without_leaking_it(tmp_path):

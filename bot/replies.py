@@ -2,7 +2,8 @@
 
 from collections import Counter
 
-# Telegram cuts photo captions at 1024 characters.
+# Telegram takes photo captions of up to 1024 characters. Its message entities count UTF-16 code
+# units, where each emoji below takes 2, so captions are measured in those units to fit either way.
 MAX_CAPTION_CHARS = 1024
 
 EMOJI = {"angry": "😠", "disgust": "🤢", "fear": "😨", "happy": "😄", "sad": "😢",
@@ -55,12 +56,16 @@ def caption(faces):
 
 def _fit(lines):
     text = "\n".join(lines)
-    if len(text) <= MAX_CAPTION_CHARS:
+    if _utf16_length(text) <= MAX_CAPTION_CHARS:
         return text
     kept = []
     for index, line in enumerate(lines):
         more = f"… and {len(lines) - index} more"
-        if len("\n".join(kept + [line, more])) > MAX_CAPTION_CHARS:
+        if _utf16_length("\n".join(kept + [line, more])) > MAX_CAPTION_CHARS:
             return "\n".join(kept + [more])
         kept.append(line)
     return "\n".join(kept)
+
+
+def _utf16_length(text):
+    return len(text.encode("utf-16-le")) // 2

@@ -212,3 +212,16 @@ async def test_replies_keep_order_within_chat(api, bot, portrait_bytes, faceless
 
     replies = [params["reply_parameters"]["message_id"] for _, params in api.sent("sendPhoto", "sendMessage")]
     assert replies == [first, second]
+
+
+def test_caption_of_many_faces_fits_in_utf16_units():
+    from bot import replies
+    from classifier import EMOTIONS, FaceEmotion
+
+    probabilities = dict(zip(EMOTIONS, [0.05, 0.05, 0.05, 0.6, 0.1, 0.05, 0.1]))
+    faces = [FaceEmotion((0, 0, 10, 10), 0.9, "happy", 0.6, probabilities) for _ in range(120)]
+
+    caption = replies.caption(faces)
+
+    assert len(caption.encode("utf-16-le")) // 2 <= 1024
+    assert caption.endswith("more")

@@ -7,6 +7,7 @@ import functools
 import logging
 import operator
 import pathlib
+import signal
 import sys
 import time
 import traceback
@@ -29,6 +30,7 @@ CONCURRENT_UPDATES = 4096
 HEARTBEAT_INTERVAL_S = 10
 TOKEN_CHECK_EVERY_BEATS = 6  # one getMe a minute
 ALLOWED_UPDATES = [Update.MESSAGE]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 IMAGE_DOCUMENT = filters.Document.IMAGE | functools.reduce(
     operator.or_, (filters.Document.FileExtension(ext.lstrip(".")) for ext in sorted(handlers.IMAGE_EXTENSIONS)))
@@ -117,7 +119,7 @@ def build_application(settings: Settings, photo_reader: PhotoReader) -> Applicat
     application = (Application.builder()
                    .bot(bot)
                    .concurrent_updates(CONCURRENT_UPDATES)
-                   .post_init(_start_heartbeat)
+                   .post_init(_on_start)
                    .post_stop(_stop_heartbeat)
                    .post_shutdown(_close_photo_reader)
                    .build())
@@ -146,16 +148,43 @@ def run(application: Application, settings: Settings):
         # update it cannot parse with HTTP 400 and logs its content, and Telegram retries it a number of times.
         application.run_webhook(listen=settings.webhook_listen, port=settings.webhook_port, url_path=path,
                                 webhook_url=settings.webhook_url, secret_token=settings.webhook_secret,
-                                allowed_updates=ALLOWED_UPDATES)
+                                allowed_updates=ALLOWED_UPDATES, stop_signals=None)
     else:
         log.info("Starting long polling")
-        application.run_polling(allowed_updates=ALLOWED_UPDATES)
+        application.run_polling(allowed_updates=ALLOWED_UPDATES, stop_signals=None)
     log.info("Stopped")
 
 
-async def _start_heartbeat(application: Application):
+async def _on_start(application: Application):
     me = await application.bot.get_me()
     log.info("Signed in as @%s", me.username)
+    _handle_stop_signals(application)
+    await _start_heartbeat(application)
+
+
+def _handle_stop_signals(application: Application):
+    """Stop gently on SIGTERM or SIGINT, and ignore repeats, which would drop photos already accepted.
+
+    python-telegram-bot's own handlers raise SystemExit on every signal, so a second signal during
+    the shutdown would end it early and lose the queued photos. SIGKILL still stops the bot at once.
+    """
+    loop = asyncio.get_running_loop()
+
+    def on_signal(number):
+        name = signal.Signals(number).name
+        if application.bot_data.get("stopping"):
+            log.warning("Received %s again; still finishing the photos already accepted", name)
+            return
+        application.bot_data["stopping"] = True
+        log.info("Received %s; stopping once the photos already accepted have replies", name)
+        application.stop_running()
+
+    for number in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError):  # event loops on Windows have no signal handlers
+            loop.add_signal_handler(number, on_signal, number)
+
+
+async def _start_heartbeat(application: Application):
     path = application.bot_data["settings"].heartbeat_file
     # Not application.create_task: the application waits for those tasks before it stops.
     application.bot_data["heartbeat"] = asyncio.get_running_loop().create_task(

@@ -198,10 +198,17 @@ async def _beat(application, path):
     process running, so a periodic getMe finds that out. Exiting lets a restart policy or a
     person act.
     """
-    beats = 0
+    beats, writable = 0, True
     while True:
         if path:
-            path.write_text(f"{time.time():.0f}\n")
+            try:
+                path.write_text(f"{time.time():.0f}\n")
+                writable = True
+            except OSError as error:
+                # Keep beating: the token check below must go on, and the health check reports the stale file.
+                if writable:
+                    log.warning("Cannot write the heartbeat file, will retry: %s", error)
+                writable = False
         beats += 1
         if beats % TOKEN_CHECK_EVERY_BEATS == 0:
             try:

@@ -154,6 +154,8 @@ async def _retrying(call, action, source, repeat_timeouts=False):
             if retry == RETRIES or wait_s > MAX_FLOOD_WAIT_S:
                 raise
             reason = error
+        except BadRequest:
+            raise  # a subclass of NetworkError, but permanent: a file too big, an invalid file id
         except NetworkError as error:
             if retry == RETRIES or (isinstance(error, TimedOut) and not repeat_timeouts):
                 raise

@@ -154,6 +154,18 @@ async def test_reply_waits_out_flood_control(api, bot, portrait_bytes):
     assert not api.sent("sendMessage")
 
 
+async def test_bad_request_is_not_retried(api, bot, portrait_bytes):
+    api.add_file("portrait", portrait_bytes)
+    api.fail_next("getFile", 400, "Bad Request: file is too big")
+    message_id = api.push_message(PRIVATE_CHAT, document=image_document("portrait", b"", "big.jpg", "image/jpeg"))
+
+    [(_, params)] = await api.wait_for(1, "sendMessage")
+
+    assert params["reply_parameters"]["message_id"] == message_id
+    assert "up to 20 MB" in params["text"]
+    assert len(api.sent("getFile")) == 1
+
+
 async def test_busy_chat_does_not_starve_others(api, bot, portrait_bytes, faceless_bytes):
     api.add_file("landscape", faceless_bytes)
     api.add_file("portrait", portrait_bytes)

@@ -112,6 +112,22 @@ def test_settings_errors_are_plain(tmp_path, environment, message):
     assert "Traceback" not in result.stderr
 
 
+async def test_lost_heartbeat_folder_does_not_stop_bot(api, tmp_path):
+    folder = tmp_path / "health"
+    folder.mkdir()
+    process = await start_bot(api, tmp_path, HEARTBEAT_FILE=str(folder / "heartbeat"))
+    await api.wait_for(1, "getUpdates", timeout_s=120)
+    (folder / "heartbeat").unlink()
+    folder.rmdir()
+    await asyncio.sleep(12)  # more than one heartbeat interval
+
+    code, output = await stop_bot(process)
+
+    assert code == 0, output
+    assert "Cannot write the heartbeat file" in output
+    assert "Stopped" in output
+
+
 def test_dotenv_reads_bom_quotes_and_comments(tmp_path, monkeypatch):
     from bot.__main__ import load_dotenv
 

@@ -70,8 +70,10 @@ def main():
     try:
         run(application, settings)
     except InvalidToken:
-        log.error("The Bot API rejected the token (or TELEGRAM_API_BASE_URL is not a Bot API root): "
-                  "check TELEGRAM_BOT_TOKEN with @BotFather")
+        # The heartbeat's token check has already said so when the token was revoked while running.
+        if not application.bot_data.get("updates_failed"):
+            log.error("The Bot API rejected the token (or TELEGRAM_API_BASE_URL is not a Bot API root): "
+                      "check TELEGRAM_BOT_TOKEN with @BotFather")
         return 1
     except TelegramError as error:
         log.error("Cannot start the bot: %s. Check the network and TELEGRAM_API_BASE_URL", error)

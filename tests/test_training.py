@@ -231,6 +231,21 @@ def test_train_reports_a_missing_start_model(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_rejects_resume_with_other_settings(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    state = {"recipe": {"architecture": "tiny", "epochs": 2}, "epochs_done": 1}
+    (run_dir / "run.json").write_text(json.dumps(state))
+
+    result = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--resume", "--epochs", "5",
+                              "--architecture", "tiny", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "--epochs 5 (the run has 2)" in result.stderr
+    assert "--architecture" not in result.stderr
+
+
 def test_train_rejects_resume_with_start_model(tmp_path):
     csv_path = write_csv(tmp_path / "fer.csv")
     result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--resume",

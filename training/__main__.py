@@ -43,24 +43,26 @@ def _add_train(commands):
     parser.add_argument("--fer-plus", help="FER+ votes CSV (fer2013new.csv) to mix into the targets")
     parser.add_argument("--out", required=True, help="run folder for checkpoints and history")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch, "
-                        "with the settings saved in its run.json (other recipe options are ignored)")
+                        "with the settings saved in its run.json (a recipe option that differs is an error)")
     parser.add_argument("--init-from", help="start a new run from a trained model of the same architecture "
                         "(.keras, or a float .onnx file such as models/emotion-float.onnx)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
     defaults = Recipe()
     for field in dataclasses.fields(Recipe):
         flag = "--" + field.name.replace("_", "-")
-        parser.add_argument(flag, type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name),
-                            help=f"{field.metadata['help']} (default: %(default)s)")
+        # No argparse default, so that --resume can tell the options given from the defaults.
+        parser.add_argument(flag, type=type(getattr(defaults, field.name)),
+                            help=f"{field.metadata['help']} (default: {getattr(defaults, field.name)})")
     parser.set_defaults(run=_run_train)
 
 
 def _run_train(args):
     from training.train import Recipe, train
 
-    recipe = Recipe(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)})
-    train(args.data, args.out, recipe, fer_plus_path=args.fer_plus, resume=args.resume, cache_dir=args.cache,
-          init_from=args.init_from)
+    given_settings = {field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)
+                      if getattr(args, field.name) is not None}
+    train(args.data, args.out, Recipe(**given_settings), fer_plus_path=args.fer_plus, resume=args.resume,
+          cache_dir=args.cache, init_from=args.init_from, given_settings=given_settings)
     return 0
 
 

@@ -150,11 +150,14 @@ def write_state(run_dir, state):
     temporary.replace(run_dir / "run.json")
 
 
-def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_dir=None, init_from=None):
+def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_dir=None, init_from=None,
+          given_settings=None):
     """Train (or resume) a run in `run_dir`; return the run state with the best PublicTest figure.
 
     `init_from` starts a new run from the weights of a trained model of the same architecture:
     a `.keras` checkpoint or an `.onnx` file written by our export, such as the shipped model.
+    A resumed run keeps its saved recipe; `given_settings` (the recipe options given on the
+    command line) must agree with it.
     """
     run_dir = pathlib.Path(run_dir)
     state_path = run_dir / "run.json"
@@ -166,6 +169,11 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
             raise data.DataError(f"nothing to resume: {state_path} not found")
         state = json.loads(state_path.read_text())
         recipe = Recipe(**state["recipe"])
+        differences = [f"--{name.replace('_', '-')} {value} (the run has {getattr(recipe, name)})"
+                       for name, value in (given_settings or {}).items() if getattr(recipe, name) != value]
+        if differences:
+            raise data.DataError("--resume continues with the run's saved settings, which these options "
+                                 "contradict: " + "; ".join(differences) + ". Drop them, or start a new run")
         fer_plus_path = state.get("fer_plus")
     else:
         if state_path.exists():

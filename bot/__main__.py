@@ -34,8 +34,9 @@ def load_dotenv(path=".env"):
 
 def _dotenv_value(raw):
     """Return a .env value without its quotes, or without a trailing ` # comment` when unquoted."""
-    if raw[:1] in ("'", '"') and raw.find(raw[0], 1) > 0:
-        return raw[1:raw.find(raw[0], 1)]
+    closing = raw.find(raw[0], 1) if raw[:1] in ("'", '"') else -1
+    if closing > 0:
+        return raw[1:closing]
     return re.split(r"\s#", raw, maxsplit=1)[0].strip()
 
 
@@ -70,7 +71,7 @@ def main():
     try:
         run(application, settings)
     except InvalidToken:
-        # The heartbeat's token check has already said so when the token was revoked while running.
+        # When the token was revoked while running, the heartbeat's token check has already logged it.
         if not application.bot_data.get("updates_failed"):
             log.error("The Bot API rejected the token (or TELEGRAM_API_BASE_URL is not a Bot API root): "
                       "check TELEGRAM_BOT_TOKEN with @BotFather")

@@ -226,7 +226,7 @@ async def test_replies_keep_order_within_chat(api, bot, portrait_bytes, faceless
     assert replies == [first, second]
 
 
-def test_caption_of_many_faces_fits_in_utf16_units():
+def test_long_caption_fits_utf16_limit():
     from bot import replies
     from classifier import EMOTIONS, FaceEmotion
 

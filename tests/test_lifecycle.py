@@ -112,7 +112,7 @@ def test_settings_errors_are_plain(tmp_path, environment, message):
     assert "Traceback" not in result.stderr
 
 
-async def test_lost_heartbeat_folder_does_not_stop_bot(api, tmp_path):
+async def test_unwritable_heartbeat_keeps_bot_running(api, tmp_path):
     folder = tmp_path / "health"
     folder.mkdir()
     process = await start_bot(api, tmp_path, HEARTBEAT_FILE=str(folder / "heartbeat"))

@@ -155,7 +155,7 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     """Train (or resume) a run in `run_dir`; return the run state with the best PublicTest figure.
 
     `init_from` starts a new run from the weights of a trained model of the same architecture:
-    a `.keras` checkpoint or an `.onnx` file written by our export, such as the shipped model.
+    a `.keras` checkpoint or a float `.onnx` file written by our export, such as models/emotion-float.onnx.
     A resumed run keeps its saved recipe; `given_settings` (the recipe options given on the
     command line) must agree with it.
     """

@@ -167,7 +167,7 @@ def test_train_resume_export_evaluate(tmp_path):
     ("architecture", "vgg99"), ("epochs", 0), ("batch_size", 0), ("peak_learning_rate", 0.0),
     ("warmup_epochs", -1), ("momentum", 1.0), ("weight_decay", -1e-4), ("label_smoothing", 1.0),
     ("fer_plus_weight", 1.5), ("erasing_probability", -0.1), ("keep_weights_from", -1),
-    ("patience_epochs", 0), ("seed", -1),
+    ("patience_epochs", 0), ("seed", -1), ("teacher_weight", 1.5), ("teacher_temperature", 0.0),
 ])
 def test_recipe_reports_invalid_setting(setting, value):
     from training.recipe import Recipe
@@ -253,6 +253,62 @@ def test_train_rejects_resume_with_start_model(tmp_path):
 
     assert result.returncode == 2
     assert "pass one or the other" in result.stderr
+
+
+def test_soft_targets_mix_in_teacher():
+    from training.recipe import Recipe
+    from training.train import soft_targets
+
+    votes = np.array([[0, 0, 0, 1, 0, 0, 0], [0] * 7], dtype=np.float32)  # no votes for the second face
+    faces = data.FaceSet(np.zeros((2, 48, 48), np.uint8), np.array([0, 3]), np.array(["Training"] * 2), votes)
+    teacher = np.full((2, 7), 1 / 7, dtype=np.float32)
+
+    targets = soft_targets(faces, Recipe(fer_plus_weight=0.3, teacher_weight=0.5), teacher)
+
+    np.testing.assert_allclose(targets[0], 0.5 * np.array([0.7, 0, 0, 0.3, 0, 0, 0]) + 0.5 / 7, rtol=1e-6)
+    np.testing.assert_allclose(targets[1], 0.5 * np.eye(7)[3] + 0.5 / 7, rtol=1e-6)
+    np.testing.assert_allclose(targets.sum(axis=1), 1, rtol=1e-6)
+
+
+def test_train_distils_a_teacher(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    run_dir = tmp_path / "run"
+    teacher = ROOT / "models" / "emotion-float.onnx"
+
+    result = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--architecture", "tiny",
+                              "--batch-size", "8", "--epochs", "1", "--teacher", teacher,
+                              "--teacher-temperature", "3", "--cache", tmp_path / "cache", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert f"Teacher {teacher}: accuracy" in result.stderr
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["teacher_sha256"] == data.file_sha256(teacher)
+    assert state["recipe"]["teacher_temperature"] == 3
+    probabilities = np.load(run_dir / "teacher-probabilities.npy")
+    assert probabilities.shape == (ROWS_PER_SPLIT["Training"], len(EMOTIONS))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+    other = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--resume",
+                             "--teacher", tmp_path / "other.onnx", cwd=tmp_path)
+    assert other.returncode == 2
+    assert "saved teacher" in other.stderr
+
+
+@pytest.mark.parametrize("name, message", [
+    ("absent.onnx", "absent.onnx: teacher model not found"),
+    ("teacher.keras", "expected an .onnx model"),
+])
+def test_train_reports_an_unusable_teacher(tmp_path, name, message):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    if name.endswith(".keras"):
+        (tmp_path / name).write_bytes(b"not a model")
+
+    result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--architecture", "tiny",
+                              "--teacher", tmp_path / name, "--cache", tmp_path / "cache", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_rebuild_the_shipped_model_from_onnx():

@@ -46,6 +46,8 @@ def _add_train(commands):
                         "with the settings saved in its run.json (a recipe option that differs is an error)")
     parser.add_argument("--init-from", help="start a new run from a trained model of the same architecture "
                         "(.keras, or a float .onnx file such as models/emotion-float.onnx)")
+    parser.add_argument("--teacher", help="distil this trained .onnx model (an export or an ensemble) into the "
+                        "new one: its probabilities on the Training faces are mixed into the targets")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
     defaults = Recipe()
     for field in dataclasses.fields(Recipe):
@@ -62,7 +64,8 @@ def _run_train(args):
     given_settings = {field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)
                       if getattr(args, field.name) is not None}
     train(args.data, args.out, Recipe(**given_settings), fer_plus_path=args.fer_plus, resume=args.resume,
-          cache_dir=args.cache, init_from=args.init_from, given_settings=given_settings)
+          cache_dir=args.cache, init_from=args.init_from, given_settings=given_settings,
+          teacher_path=args.teacher)
     return 0
 
 

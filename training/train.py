@@ -25,17 +25,21 @@ from training.recipe import Recipe
 log = logging.getLogger(__name__)
 
 
-def soft_targets(faces, recipe):
-    """Return (N, 7) training targets: one-hot labels mixed with FER+ votes and smoothing.
+def soft_targets(faces, recipe, teacher=None):
+    """Return (N, 7) training targets: one-hot labels mixed with FER+ votes, a teacher and smoothing.
 
     With FER+ weight w below 0.5 the FER2013 label always keeps the largest share, so the
-    votes only spread the rest over the classes annotators also saw in the face.
+    votes only spread the rest over the classes annotators also saw in the face. `teacher`
+    holds (N, 7) probabilities of a trained model for the same faces (distillation); they take
+    `recipe.teacher_weight` of what the label and votes make.
     """
     targets = np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
     if faces.votes is not None and recipe.fer_plus_weight > 0:
         has_votes = faces.votes.sum(axis=1) > 0
         mixed = (1 - recipe.fer_plus_weight) * targets + recipe.fer_plus_weight * faces.votes
         targets = np.where(has_votes[:, None], mixed, targets)
+    if teacher is not None and recipe.teacher_weight > 0:
+        targets = (1 - recipe.teacher_weight) * targets + recipe.teacher_weight * teacher
     if recipe.label_smoothing > 0:
         targets = (1 - recipe.label_smoothing) * targets + recipe.label_smoothing / len(EMOTIONS)
     return targets
@@ -144,6 +148,38 @@ def start_from(model, path, train_faces, seed):
     log.info("Starting from the weights of %s", path)
 
 
+def teacher_probabilities(teacher_path, faces, temperature, run_dir):
+    """Return the teacher's (N, 7) probabilities for `faces`, at `temperature`, cached in the run folder.
+
+    The teacher is any ONNX model the classifier loads (an export or an ensemble), run with its
+    own test-time views on the plain faces, once: augmented faces get the target of their original.
+    """
+    cached = run_dir / "teacher-probabilities.npy"
+    try:
+        probabilities = np.load(cached)
+        if probabilities.shape == (len(faces), len(EMOTIONS)):
+            return probabilities
+    except (OSError, ValueError):
+        pass
+    from classifier.emotion import EmotionModel, ModelError, softmax
+
+    if pathlib.Path(teacher_path).suffix != ".onnx":
+        raise data.DataError(f"--teacher {teacher_path}: expected an .onnx model, such as one written by "
+                             f"`export` or `ensemble`")
+    try:
+        teacher = EmotionModel(teacher_path)
+    except ModelError as error:
+        raise data.DataError(str(error)) from None
+    started = time.monotonic()
+    logits = teacher.logits(faces.images)
+    probabilities = softmax(logits / temperature).astype(np.float32)
+    log.info("Teacher %s: accuracy %.4f on the %d Training faces, mean top probability %.3f at temperature %g "
+             "(%.0f s)", teacher_path, (logits.argmax(axis=1) == faces.labels).mean(), len(faces),
+             probabilities.max(axis=1).mean(), temperature, time.monotonic() - started)
+    np.save(cached, probabilities)
+    return probabilities
+
+
 def write_state(run_dir, state):
     temporary = run_dir / "run.json.tmp"
     temporary.write_text(json.dumps(state, indent=2) + "\n")
@@ -151,13 +187,14 @@ def write_state(run_dir, state):
 
 
 def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_dir=None, init_from=None,
-          given_settings=None):
+          given_settings=None, teacher_path=None):
     """Train (or resume) a run in `run_dir`; return the run state with the best PublicTest figure.
 
     `init_from` starts a new run from the weights of a trained model of the same architecture:
     a `.keras` checkpoint or a float `.onnx` file written by our export, such as models/emotion-float.onnx.
-    A resumed run keeps its saved recipe; `given_settings` (the recipe options given on the
-    command line) must agree with it.
+    `teacher_path` (an ONNX model) distils that model into this one: see `soft_targets`.
+    A resumed run keeps its saved recipe and teacher; `given_settings` (the recipe options given
+    on the command line) must agree with it.
     """
     run_dir = pathlib.Path(run_dir)
     state_path = run_dir / "run.json"
@@ -174,7 +211,11 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         if differences:
             raise data.DataError("--resume continues with the run's saved settings, which these options "
                                  "contradict: " + "; ".join(differences) + ". Drop them, or start a new run")
+        if teacher_path and teacher_path != state.get("teacher"):
+            raise data.DataError(f"--resume continues with the run's saved teacher ({state.get('teacher')}), "
+                                 f"not {teacher_path}: drop --teacher, or start a new run")
         fer_plus_path = state.get("fer_plus")
+        teacher_path = state.get("teacher")
     else:
         if state_path.exists():
             raise data.DataError(f"{run_dir} already contains a run: pass --resume, or choose another --out")
@@ -183,12 +224,16 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
             raise data.DataError("invalid training settings: " + "; ".join(problems))
         if init_from and not pathlib.Path(init_from).is_file():
             raise data.DataError(f"{init_from}: model to start from not found")
+        if teacher_path and not pathlib.Path(teacher_path).is_file():
+            raise data.DataError(f"{teacher_path}: teacher model not found")
         run_dir.mkdir(parents=True, exist_ok=True)
         state = {"recipe": dataclasses.asdict(recipe), "data": str(data_path),
                  "fer_plus": str(fer_plus_path) if fer_plus_path else None,
                  "init_from": str(init_from) if init_from else None,
                  # The file at that path may change later, as models/emotion.onnx does.
                  "init_from_sha256": data.file_sha256(init_from) if init_from else None,
+                 "teacher": str(teacher_path) if teacher_path else None,
+                 "teacher_sha256": data.file_sha256(teacher_path) if teacher_path else None,
                  "epochs_done": 0, "best_epoch": 0, "best_public_test_accuracy": 0.0}
     keras.utils.set_random_seed(recipe.seed + state["epochs_done"])
 
@@ -202,8 +247,11 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
                              f"(found {len(train_faces)} and {len(public_test)})")
     log.info("Training on %d faces, validating on %d PublicTest faces", len(train_faces), len(public_test))
 
+    teacher = None
+    if teacher_path:
+        teacher = teacher_probabilities(teacher_path, train_faces, recipe.teacher_temperature, run_dir)
     augmenter = augment.build_augmenter(recipe.seed, recipe.erasing_probability)
-    train_set = make_dataset(train_faces, soft_targets(train_faces, recipe), recipe.batch_size,
+    train_set = make_dataset(train_faces, soft_targets(train_faces, recipe, teacher), recipe.batch_size,
                              augmenter, seed=recipe.seed + state["epochs_done"])
     public_test_targets = np.eye(len(EMOTIONS), dtype=np.float32)[public_test.labels]
     public_test_set = make_dataset(public_test, public_test_targets, 512)

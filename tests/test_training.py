@@ -3,6 +3,7 @@
 import gzip
 import json
 import logging
+import shutil
 import subprocess
 import sys
 
@@ -168,6 +169,7 @@ def test_train_resume_export_evaluate(tmp_path):
     ("warmup_epochs", -1), ("momentum", 1.0), ("weight_decay", -1e-4), ("label_smoothing", 1.0),
     ("fer_plus_weight", 1.5), ("erasing_probability", -0.1), ("keep_weights_from", -1),
     ("patience_epochs", 0), ("seed", -1), ("teacher_weight", 1.5), ("teacher_temperature", 0.0),
+    ("teacher_temperature", float("inf")),
 ])
 def test_recipe_reports_invalid_setting(setting, value):
     from training.recipe import Recipe
@@ -273,35 +275,60 @@ def test_soft_targets_mix_in_teacher():
 def test_train_distils_a_teacher(tmp_path):
     csv_path = write_csv(tmp_path / "fer.csv")
     run_dir = tmp_path / "run"
-    teacher = ROOT / "models" / "emotion-float.onnx"
+    teacher = tmp_path / "teacher.onnx"
+    shutil.copy(ROOT / "models" / "emotion-float.onnx", teacher)
+    common = ["--data", csv_path, "--out", run_dir, "--cache", tmp_path / "cache"]
 
-    result = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--architecture", "tiny",
-                              "--batch-size", "8", "--epochs", "1", "--teacher", teacher,
-                              "--teacher-temperature", "3", "--cache", tmp_path / "cache", cwd=tmp_path)
+    result = run_training_cli("train", *common, "--architecture", "tiny", "--batch-size", "8", "--epochs", "1",
+                              "--teacher", teacher, "--teacher-temperature", "3", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert f"Teacher {teacher}: accuracy" in result.stderr
     state = json.loads((run_dir / "run.json").read_text())
+    assert state["teacher"] == str(teacher)
     assert state["teacher_sha256"] == data.file_sha256(teacher)
     assert state["recipe"]["teacher_temperature"] == 3
-    probabilities = np.load(run_dir / "teacher-probabilities.npy")
+    with np.load(run_dir / "teacher-probabilities.npz") as saved:
+        probabilities = saved["probabilities"]
     assert probabilities.shape == (ROWS_PER_SPLIT["Training"], len(EMOTIONS))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
-    other = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--resume",
-                             "--teacher", tmp_path / "other.onnx", cwd=tmp_path)
+    other = run_training_cli("train", *common, "--resume", "--teacher", tmp_path / "other.onnx", cwd=tmp_path)
     assert other.returncode == 2
     assert "saved teacher" in other.stderr
+
+    state["recipe"]["epochs"] = 2
+    (run_dir / "run.json").write_text(json.dumps(state))
+    (run_dir / "teacher-probabilities.npz").unlink()
+    shutil.copy(ROOT / "models" / "emotion.onnx", teacher)
+    changed = run_training_cli("train", *common, "--resume", cwd=tmp_path)
+    assert changed.returncode == 2
+    assert "changed since the run started" in changed.stderr
+
+
+def test_train_rejects_teacher_settings_without_teacher(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+
+    result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--teacher-weight", "0.9",
+                              cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "--teacher-weight apply only to a run with a --teacher" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name, message", [
     ("absent.onnx", "absent.onnx: teacher model not found"),
+    ("folder.onnx", "folder.onnx: not a file"),
     ("teacher.keras", "expected an .onnx model"),
+    ("text.onnx", "text.onnx: cannot load the emotion model"),
 ])
 def test_train_reports_an_unusable_teacher(tmp_path, name, message):
     csv_path = write_csv(tmp_path / "fer.csv")
-    if name.endswith(".keras"):
-        (tmp_path / name).write_bytes(b"not a model")
+    if name.startswith("folder"):
+        (tmp_path / name).mkdir()
+    elif not name.startswith("absent"):
+        (tmp_path / name).write_text("not a model")
 
     result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--architecture", "tiny",
                               "--teacher", tmp_path / name, "--cache", tmp_path / "cache", cwd=tmp_path)

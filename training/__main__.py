@@ -47,7 +47,8 @@ def _add_train(commands):
     parser.add_argument("--init-from", help="start a new run from a trained model of the same architecture "
                         "(.keras, or a float .onnx file such as models/emotion-float.onnx)")
     parser.add_argument("--teacher", help="distil this trained .onnx model (an export or an ensemble) into the "
-                        "new one: its probabilities on the Training faces are mixed into the targets")
+                        "new one: its probabilities on the Training faces, computed once and kept in the run "
+                        "folder, are mixed into the targets")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
     defaults = Recipe()
     for field in dataclasses.fields(Recipe):

@@ -22,8 +22,8 @@ class Recipe:
     fer_plus_weight: float = _setting(0.3, "share of the target taken from FER+ votes, with --fer-plus")
     erasing_probability: float = _setting(0.0, "chance of erasing a random rectangle of each face")
     teacher_weight: float = _setting(0.5, "share of the target taken from the teacher's probabilities, with --teacher")
-    teacher_temperature: float = _setting(2.0, "softmax temperature for the teacher's logits, with --teacher "
-                                               "(above 1 softens its probabilities)")
+    teacher_temperature: float = _setting(2.0, "softmax temperature for the teacher's logits, with --teacher, "
+                                               "in place of its calibrated one (above 1 softens them)")
     keep_weights_from: int = _setting(0, "save each epoch's weights from this epoch on, as weights/epoch-NNN.npz "
                                           "in the run folder, for `average` (0: never)")
     patience_epochs: int = _setting(10, "stop after this many epochs without a better PublicTest accuracy")
@@ -45,8 +45,8 @@ class Recipe:
             (0 <= self.label_smoothing < 1, f"--label-smoothing {self.label_smoothing}: expected at least 0 and below 1"),
             (0 <= self.fer_plus_weight <= 1, f"--fer-plus-weight {self.fer_plus_weight}: expected 0 to 1"),
             (0 <= self.teacher_weight <= 1, f"--teacher-weight {self.teacher_weight}: expected 0 to 1"),
-            (self.teacher_temperature > 0,
-             f"--teacher-temperature {self.teacher_temperature}: expected more than 0"),
+            (0.1 <= self.teacher_temperature <= 100,
+             f"--teacher-temperature {self.teacher_temperature}: expected 0.1 to 100"),
             (0 <= self.erasing_probability <= 1, f"--erasing-probability {self.erasing_probability}: expected 0 to 1"),
             (self.keep_weights_from >= 0, f"--keep-weights-from {self.keep_weights_from}: expected 0 or more"),
             (self.patience_epochs >= 1, f"--patience-epochs {self.patience_epochs}: expected 1 or more"),

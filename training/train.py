@@ -8,6 +8,7 @@ A run lives in one folder: `last.keras` (model and optimizer, saved after every 
 
 import csv
 import dataclasses
+import hashlib
 import json
 import logging
 import pathlib
@@ -148,36 +149,75 @@ def start_from(model, path, train_faces, seed):
     log.info("Starting from the weights of %s", path)
 
 
-def teacher_probabilities(teacher_path, faces, temperature, run_dir):
-    """Return the teacher's (N, 7) probabilities for `faces`, at `temperature`, cached in the run folder.
+TEACHER_CACHE = "teacher-probabilities.npz"
+
+
+def check_teacher(path):
+    """Return the sha256 of the teacher model at `path`; raise DataError unless it is an .onnx file."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        problem = "not a file" if path.exists() else "teacher model not found"
+        raise data.DataError(f"--teacher {path}: {problem}")
+    if path.suffix.lower() != ".onnx":
+        raise data.DataError(f"--teacher {path}: expected an .onnx model, such as one written by "
+                             f"`python -m training export` or `ensemble`")
+    return data.file_sha256(path)
+
+
+def teacher_probabilities(teacher_path, teacher_sha256, faces, temperature, run_dir):
+    """Return the teacher's (N, 7) probabilities for `faces` at `temperature`, cached in the run folder.
 
     The teacher is any ONNX model the classifier loads (an export or an ensemble), run with its
     own test-time views on the plain faces, once: augmented faces get the target of their original.
+    The cache is used only for the same teacher file, temperature and faces.
     """
-    cached = run_dir / "teacher-probabilities.npy"
+    cache = run_dir / TEACHER_CACHE
+    key = json.dumps({"teacher_sha256": teacher_sha256, "temperature": temperature,
+                      "faces_sha256": hashlib.sha256(faces.images.tobytes()).hexdigest()})
     try:
-        probabilities = np.load(cached)
-        if probabilities.shape == (len(faces), len(EMOTIONS)):
-            return probabilities
-    except (OSError, ValueError):
+        with np.load(cache) as saved:
+            if str(saved["key"]) == key:
+                log.info("Using the teacher's probabilities saved in %s", cache)
+                return saved["probabilities"]
+    except (OSError, ValueError, KeyError):
         pass
+
+    if check_teacher(teacher_path) != teacher_sha256:
+        raise data.DataError(f"--teacher {teacher_path} changed since the run started (its sha256 is no longer "
+                             f"{teacher_sha256}): restore that file, or start a new run")
     from classifier.emotion import EmotionModel, ModelError, softmax
 
-    if pathlib.Path(teacher_path).suffix != ".onnx":
-        raise data.DataError(f"--teacher {teacher_path}: expected an .onnx model, such as one written by "
-                             f"`export` or `ensemble`")
-    try:
-        teacher = EmotionModel(teacher_path)
-    except ModelError as error:
-        raise data.DataError(str(error)) from None
     started = time.monotonic()
-    logits = teacher.logits(faces.images)
+    try:
+        logits = EmotionModel(teacher_path).logits(faces.images)
+    except ModelError as error:
+        raise data.DataError(f"--teacher {teacher_path}: {error}") from None
+    except Exception as error:  # ONNX Runtime raises its own exception types, not exported
+        raise data.DataError(f"--teacher {teacher_path}: failed to classify 48x48 grayscale faces: {error}") from None
+    if logits.shape != (len(faces), len(EMOTIONS)):
+        raise data.DataError(f"--teacher {teacher_path}: returned an array of shape {logits.shape} for "
+                             f"{len(faces)} faces, where a teacher returns one score per FER2013 class "
+                             f"({len(EMOTIONS)})")
     probabilities = softmax(logits / temperature).astype(np.float32)
+    if not np.isfinite(probabilities).all():
+        raise data.DataError(f"--teacher {teacher_path}: returned scores that give no valid probabilities "
+                             f"at temperature {temperature}")
     log.info("Teacher %s: accuracy %.4f on the %d Training faces, mean top probability %.3f at temperature %g "
              "(%.0f s)", teacher_path, (logits.argmax(axis=1) == faces.labels).mean(), len(faces),
              probabilities.max(axis=1).mean(), temperature, time.monotonic() - started)
-    np.save(cached, probabilities)
+    temporary = run_dir / "teacher-probabilities.tmp.npz"
+    np.savez(temporary, probabilities=probabilities, key=key)
+    temporary.replace(cache)
     return probabilities
+
+
+def _without_teacher(settings):
+    options = " and ".join("--" + name.replace("_", "-") for name in settings)
+    return data.DataError(f"{options} apply only to a run with a --teacher: drop them, or add one")
+
+
+def _same_file(path, other):
+    return pathlib.Path(path).resolve() == pathlib.Path(other).resolve()
 
 
 def write_state(run_dir, state):
@@ -198,6 +238,9 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     """
     run_dir = pathlib.Path(run_dir)
     state_path = run_dir / "run.json"
+    teacher_settings = sorted(set(given_settings or {}) & {"teacher_weight", "teacher_temperature"})
+    if teacher_settings and not teacher_path and not resume:
+        raise _without_teacher(teacher_settings)
     if resume:
         if init_from:
             raise data.DataError("--resume continues a run from its own last epoch, and --init-from "
@@ -211,11 +254,15 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         if differences:
             raise data.DataError("--resume continues with the run's saved settings, which these options "
                                  "contradict: " + "; ".join(differences) + ". Drop them, or start a new run")
-        if teacher_path and teacher_path != state.get("teacher"):
-            raise data.DataError(f"--resume continues with the run's saved teacher ({state.get('teacher')}), "
-                                 f"not {teacher_path}: drop --teacher, or start a new run")
+        saved_teacher = state.get("teacher")
+        if teacher_path and (not saved_teacher or not _same_file(teacher_path, saved_teacher)):
+            has = f"the run's saved teacher ({saved_teacher})" if saved_teacher else "a run without a teacher"
+            raise data.DataError(f"--resume continues {has}, not --teacher {teacher_path}: "
+                                 f"drop --teacher, or start a new run")
+        if teacher_settings and not saved_teacher:
+            raise _without_teacher(teacher_settings)
         fer_plus_path = state.get("fer_plus")
-        teacher_path = state.get("teacher")
+        teacher_path = saved_teacher
     else:
         if state_path.exists():
             raise data.DataError(f"{run_dir} already contains a run: pass --resume, or choose another --out")
@@ -224,16 +271,16 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
             raise data.DataError("invalid training settings: " + "; ".join(problems))
         if init_from and not pathlib.Path(init_from).is_file():
             raise data.DataError(f"{init_from}: model to start from not found")
-        if teacher_path and not pathlib.Path(teacher_path).is_file():
-            raise data.DataError(f"{teacher_path}: teacher model not found")
+        teacher_sha256 = check_teacher(teacher_path) if teacher_path else None
         run_dir.mkdir(parents=True, exist_ok=True)
         state = {"recipe": dataclasses.asdict(recipe), "data": str(data_path),
                  "fer_plus": str(fer_plus_path) if fer_plus_path else None,
                  "init_from": str(init_from) if init_from else None,
                  # The file at that path may change later, as models/emotion.onnx does.
                  "init_from_sha256": data.file_sha256(init_from) if init_from else None,
-                 "teacher": str(teacher_path) if teacher_path else None,
-                 "teacher_sha256": data.file_sha256(teacher_path) if teacher_path else None,
+                 # Absolute, so that a run resumed from another folder finds the same teacher.
+                 "teacher": str(pathlib.Path(teacher_path).resolve()) if teacher_path else None,
+                 "teacher_sha256": teacher_sha256,
                  "epochs_done": 0, "best_epoch": 0, "best_public_test_accuracy": 0.0}
     keras.utils.set_random_seed(recipe.seed + state["epochs_done"])
 
@@ -248,8 +295,10 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     log.info("Training on %d faces, validating on %d PublicTest faces", len(train_faces), len(public_test))
 
     teacher = None
-    if teacher_path:
-        teacher = teacher_probabilities(teacher_path, train_faces, recipe.teacher_temperature, run_dir)
+    if teacher_path and recipe.teacher_weight > 0:
+        log.info("Distilling %s: its probabilities take %g of each target", teacher_path, recipe.teacher_weight)
+        teacher = teacher_probabilities(teacher_path, state.get("teacher_sha256"), train_faces,
+                                        recipe.teacher_temperature, run_dir)
     augmenter = augment.build_augmenter(recipe.seed, recipe.erasing_probability)
     train_set = make_dataset(train_faces, soft_targets(train_faces, recipe, teacher), recipe.batch_size,
                              augmenter, seed=recipe.seed + state["epochs_done"])

@@ -194,6 +194,24 @@ def test_large_photo_is_analysed_not_refused(reader):
     assert len(analysis.faces) == 1
 
 
+def test_huge_jpeg_decodes_at_reduced_scale(reader, monkeypatch):
+    from classifier import decode
+
+    monkeypatch.setattr(decode, "REDUCED_MIN_PIXELS", 1_000_000)
+    monkeypatch.setattr(decode, "REDUCED_MIN_SIDE", 500)
+    big = Image.open(portrait_path()).resize((2048, 2400), Image.Resampling.BILINEAR)
+
+    jpeg = reader.read_bytes(encode(big, quality=80))
+    png = decode_image(encode(big, "PNG"))
+
+    assert (jpeg.width, jpeg.height) == (1024, 1200)
+    assert len(jpeg.faces) == 1
+    x, y, width, height = jpeg.faces[0].box
+    assert x + width <= 1024
+    assert y + height <= 1200
+    assert png.shape == (2400, 2048, 3)
+
+
 # Drawing.
 
 @pytest.mark.parametrize("size", [(300, 220), (4000, 3000)])

@@ -56,6 +56,15 @@ class TokenRedactor(logging.Filter):
         return True
 
 
+class StartFailureFilter(logging.Filter):
+    """Drop the traceback python-telegram-bot logs when the bot cannot start: main() logs the cause in one line."""
+
+    def filter(self, record):
+        if record.getMessage().startswith("Network Retry Loop (Bootstrap"):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class UpdateSkippingBot(ExtBot):
     """A bot that skips the updates it cannot parse instead of asking for them again forever.
 
@@ -101,6 +110,8 @@ def configure_logging(settings: Settings):
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
     redact_uncaught_exceptions(settings.token)
+    # A logger's own filters run before its handlers', so the redactor never receives this traceback.
+    logging.getLogger("telegram.ext").addFilter(StartFailureFilter())
     # httpx logs every request URL, which contains the token, at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

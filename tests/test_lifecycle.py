@@ -128,6 +128,18 @@ async def test_unwritable_heartbeat_keeps_bot_running(api, tmp_path):
     assert "Stopped" in output
 
 
+def test_unreachable_api_is_one_line(tmp_path):
+    environment = {"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+
+    result = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **environment})
+
+    assert result.returncode == 1
+    assert "Cannot start the bot" in result.stderr
+    assert "Check the network and TELEGRAM_API_BASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_dotenv_reads_bom_quotes_and_comments(tmp_path, monkeypatch):
     from bot.__main__ import load_dotenv
 

@@ -6,7 +6,8 @@ import logging
 import os
 import sys
 
-# Keep TensorFlow's C++ start-up chatter out of the progress lines; set before it is imported.
+# Keep TensorFlow's C++ info logs out of the progress lines; set before it is imported.
+# NOTE: TensorFlow 2.21 prints its "oneDNN custom operations are on" line regardless.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_CACHE = ".cache"

@@ -31,7 +31,7 @@ def soft_targets(faces, recipe, teacher=None):
 
     With FER+ weight w below 0.5 the FER2013 label always keeps the largest share, so the
     votes only spread the rest over the classes annotators also saw in the face. `teacher`
-    holds (N, 7) probabilities of a trained model for the same faces (distillation); they take
+    contains (N, 7) probabilities of a trained model for the same faces (distillation); they take
     `recipe.teacher_weight` of what the label and votes make.
     """
     targets = np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
@@ -167,9 +167,9 @@ def check_teacher(path):
 def teacher_probabilities(teacher_path, teacher_sha256, faces, temperature, run_dir):
     """Return the teacher's (N, 7) probabilities for `faces` at `temperature`, cached in the run folder.
 
-    The teacher is any ONNX model the classifier loads (an export or an ensemble), run with its
-    own test-time views on the plain faces, once: augmented faces get the target of their original.
-    The cache is used only for the same teacher file, temperature and faces.
+    The teacher is any ONNX model the classifier loads (an export or an ensemble). It runs once,
+    with its own test-time views, on the plain faces, so each augmented face gets the target of its
+    original. The cache is used only for the same teacher file, temperature and faces.
     """
     cache = run_dir / TEACHER_CACHE
     key = json.dumps({"teacher_sha256": teacher_sha256, "temperature": temperature,
@@ -205,7 +205,7 @@ def teacher_probabilities(teacher_path, teacher_sha256, faces, temperature, run_
     log.info("Teacher %s: accuracy %.4f on the %d Training faces, mean top probability %.3f at temperature %g "
              "(%.0f s)", teacher_path, (logits.argmax(axis=1) == faces.labels).mean(), len(faces),
              probabilities.max(axis=1).mean(), temperature, time.monotonic() - started)
-    temporary = run_dir / "teacher-probabilities.tmp.npz"
+    temporary = cache.with_suffix(".tmp.npz")
     np.savez(temporary, probabilities=probabilities, key=key)
     temporary.replace(cache)
     return probabilities
@@ -256,8 +256,8 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
                                  "contradict: " + "; ".join(differences) + ". Drop them, or start a new run")
         saved_teacher = state.get("teacher")
         if teacher_path and (not saved_teacher or not _same_file(teacher_path, saved_teacher)):
-            has = f"the run's saved teacher ({saved_teacher})" if saved_teacher else "a run without a teacher"
-            raise data.DataError(f"--resume continues {has}, not --teacher {teacher_path}: "
+            continued = f"the run's saved teacher ({saved_teacher})" if saved_teacher else "a run without a teacher"
+            raise data.DataError(f"--resume continues {continued}, not --teacher {teacher_path}: "
                                  f"drop --teacher, or start a new run")
         if teacher_settings and not saved_teacher:
             raise _without_teacher(teacher_settings)

@@ -8,6 +8,7 @@ import pytest
 
 from classifier.emotion import EmotionModel, softmax
 from classifier.preprocess import FACE_SIZE
+from tests.conftest import ROOT
 from tests.test_ensemble import write_linear_member
 from tests.test_training import run_training_cli, write_csv
 from training import ensemble, quantize
@@ -74,11 +75,12 @@ def test_ensemble_cli_writes_int8_model(tmp_path):
     np.testing.assert_allclose(softmax(int8_logits), softmax(float_logits), atol=0.05)
 
 
-def test_warm_start_rejects_int8_model(tmp_path, faces):
+def test_warm_start_rejects_two_nets_of_one_architecture(tmp_path):
     from training import warm_start
 
-    int8_path = tmp_path / "int8.onnx"
-    quantize.quantize(write_linear_member(tmp_path / "float.onnx", seed=1), int8_path, faces[:64])
+    float_model = ROOT / "models" / "emotion-float.onnx"
+    both = tmp_path / "both.onnx"
+    onnx.save(ensemble.combine([float_model, float_model]), str(both))
 
-    with pytest.raises(ValueError, match="8-bit quantized model"):
-        warm_start.onnx_weights(int8_path)
+    with pytest.raises(ValueError, match="contains 2 vgg32 nets, where one is expected"):
+        warm_start.onnx_weights(both, "vgg32")

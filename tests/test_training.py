@@ -169,7 +169,7 @@ def test_train_resume_export_evaluate(tmp_path):
     ("warmup_epochs", -1), ("momentum", 1.0), ("weight_decay", -1e-4), ("label_smoothing", 1.0),
     ("fer_plus_weight", 1.5), ("erasing_probability", -0.1), ("keep_weights_from", -1),
     ("patience_epochs", 0), ("seed", -1), ("teacher_weight", 1.5), ("teacher_temperature", 0.0),
-    ("teacher_temperature", float("inf")),
+    ("teacher_temperature", float("inf")), ("mixup_alpha", -0.2), ("cutmix_probability", 1.5),
 ])
 def test_recipe_reports_invalid_setting(setting, value):
     from training.recipe import Recipe
@@ -218,7 +218,7 @@ def test_train_rejects_other_architecture_model(tmp_path):
                               cwd=tmp_path)
 
     assert result.returncode == 2
-    assert "was not exported from a tiny model" in result.stderr
+    assert "emotion-float.onnx contains no tiny net (it contains: vgg32)" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -270,6 +270,43 @@ def test_soft_targets_mix_in_teacher():
     np.testing.assert_allclose(targets[0], 0.5 * np.array([0.7, 0, 0, 0.3, 0, 0, 0]) + 0.5 / 7, rtol=1e-6)
     np.testing.assert_allclose(targets[1], 0.5 * np.eye(7)[3] + 0.5 / 7, rtol=1e-6)
     np.testing.assert_allclose(targets.sum(axis=1), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mixup_alpha, cutmix_probability", [(0.0, 1.0), (0.4, 0.0), (0.4, 0.5)])
+def test_mix_batch_mixes_faces_and_targets_alike(mixup_alpha, cutmix_probability):
+    import tensorflow as tf
+
+    from training.augment import mix_batch
+
+    # Face i is flat gray at 10 * i and has its own class, so both shares can be read off.
+    count = 8
+    images = tf.constant(np.stack([np.full((48, 48, 1), 10.0 * i, np.float32) for i in range(count)]))
+    targets = tf.constant(np.eye(count, dtype=np.float32))
+
+    mixed, mixed_targets = mix_batch(images, targets, tf.random.Generator.from_seed(0), mixup_alpha,
+                                     cutmix_probability)
+
+    mixed, mixed_targets = mixed.numpy(), mixed_targets.numpy()
+    partner = np.roll(np.arange(count), 1)
+    share = mixed_targets[np.arange(count), partner]
+    np.testing.assert_allclose(mixed_targets.sum(axis=1), 1, rtol=1e-6)
+    expected_means = (1 - share) * 10.0 * np.arange(count) + share * 10.0 * partner
+    np.testing.assert_allclose(mixed.mean(axis=(1, 2, 3)), expected_means, atol=1e-3)
+    assert share.max() > 0
+    if mixup_alpha == 0:  # CutMix alone pastes pixels unchanged
+        assert set(np.unique(mixed[3])) <= {20.0, 30.0}
+
+
+def test_train_with_mixup_and_cutmix(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+
+    result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--cache", tmp_path / "cache",
+                              "--architecture", "tiny", "--batch-size", "8", "--epochs", "1", "--mixup-alpha", "0.2",
+                              "--cutmix-probability", "0.5", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    state = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (state["recipe"]["mixup_alpha"], state["recipe"]["cutmix_probability"]) == (0.2, 0.5)
 
 
 def test_train_distils_a_teacher(tmp_path):
@@ -347,8 +384,21 @@ def test_rebuild_the_shipped_model_from_onnx():
     # rebuild() checks the logits itself; in training mode the rebuilt batch norms must stay finite.
     trained_mode = np.asarray(model(faces[..., None].astype(np.float32), training=True))
     assert np.isfinite(trained_mode).all()
-    with pytest.raises(ValueError, match="not exported from a vgg48 model"):
+    with pytest.raises(ValueError, match=r"contains no vgg48 net \(it contains: vgg32\)"):
         warm_start.rebuild(models.ARCHITECTURES["vgg48"](), ROOT / "models" / "emotion-float.onnx", faces)
+
+
+def test_rebuild_from_the_8_bit_ensemble():
+    from training import models, warm_start
+
+    faces = np.random.default_rng(0).integers(0, 256, (64, 48, 48)).astype(np.uint8)
+
+    # rebuild() checks that the float net picks the 8-bit member's classes.
+    model = warm_start.rebuild(models.ARCHITECTURES["vgg48"](), ROOT / "models" / "emotion.onnx", faces)
+
+    assert np.isfinite(np.asarray(model(faces[..., None].astype(np.float32), training=True))).all()
+    with pytest.raises(ValueError, match=r"contains no vgg64 net \(it contains: vgg32, vgg48\)"):
+        warm_start.onnx_weights(ROOT / "models" / "emotion.onnx", "vgg64")
 
 
 def test_average_weights_and_batch_norm(tmp_path):
@@ -394,6 +444,20 @@ def test_average_rejects_bad_options(tmp_path, options, message):
 
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_average_saves_a_member_of_the_shipped_ensemble(tmp_path):
+    import keras
+
+    csv_path = write_csv(tmp_path / "fer.csv")
+    out = tmp_path / "vgg48.keras"
+
+    result = run_training_cli("average", "--weights", ROOT / "models" / "emotion.onnx", "--architecture", "vgg48",
+                              "--data", csv_path, "--out", out, "--cache", tmp_path / "cache", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "Rebuilt a float vgg48 from the 8-bit weights" in result.stderr
+    assert keras.models.load_model(out).name == "vgg48"
 
 
 def test_evaluate_reports_missing_data(tmp_path):

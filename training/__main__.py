@@ -45,8 +45,9 @@ def _add_train(commands):
     parser.add_argument("--out", required=True, help="run folder for checkpoints and history")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch, "
                         "with the settings saved in its run.json (a recipe option that differs is an error)")
-    parser.add_argument("--init-from", help="start a new run from a trained model of the same architecture "
-                        "(.keras, or a float .onnx file such as models/emotion-float.onnx)")
+    parser.add_argument("--init-from", help="start a new run from a trained model of the same architecture: "
+                        ".keras, or .onnx from our export or ensemble (its --architecture net; 8-bit weights "
+                        "are turned back into float), such as models/emotion-float.onnx")
     parser.add_argument("--teacher", help="distil this trained .onnx model (an export or an ensemble) into the "
                         "new one: its probabilities on the Training faces, computed once and kept in the run "
                         "folder, are mixed into the targets")
@@ -77,8 +78,10 @@ def _add_average(commands):
     parser = commands.add_parser("average", help="average the weights of several epochs of a run "
                                  "(such as its weights/epoch-*.npz files) into one .keras model")
     parser.add_argument("--weights", nargs="+", required=True,
-                        help=".npz files from train --keep-weights-from, .weights.h5 files or .keras models, "
-                        "all of one architecture; with one, only its batch-norm statistics are measured again")
+                        help=".npz files from train --keep-weights-from, .weights.h5 files, .keras models or "
+                        ".onnx files (the --architecture member of an ensemble, even an 8-bit one, such as "
+                        "models/emotion.onnx), all of one architecture; with one, only its batch-norm statistics "
+                        "are measured again")
     parser.add_argument("--architecture", default="vgg32", choices=sorted(ARCHITECTURES),
                         help="architecture the weights were trained with (default: %(default)s)")
     parser.add_argument("--data", required=True, help="FER2013 data; batch-norm statistics are measured "

@@ -46,3 +46,43 @@ def random_erasing(images, probability, generator, max_fraction=0.25):
     chosen = generator.uniform([batch, 1, 1]) < probability
     mask = rows[:, :, None] & cols[:, None, :] & chosen
     return tf.where(mask[..., None], tf.fill(tf.shape(images), 128.0), images)
+
+
+def mix_batch(images, targets, generator, mixup_alpha=0.0, cutmix_probability=0.0):
+    """Mix each face of a batch with the next one (the batch is shuffled), and their targets alike.
+
+    CutMix, with chance `cutmix_probability` per face, pastes a rectangle of the other face
+    (its area uniform in 0-1) and takes that share of the other target. Mixup, with
+    `mixup_alpha` above 0, blends the faces that CutMix left alone in a ratio drawn from
+    Beta(alpha, alpha), and their targets in the same ratio.
+    """
+    batch = tf.shape(images)[0]
+    partner_images = tf.roll(images, shift=1, axis=0)
+    partner_targets = tf.roll(targets, shift=1, axis=0)
+    partner_share = tf.zeros([batch])
+    mixed = images
+
+    cut = generator.uniform([batch]) < cutmix_probability
+    if cutmix_probability > 0:
+        side = tf.sqrt(generator.uniform([batch, 2])) * FACE_SIZE
+        center = generator.uniform([batch, 2]) * FACE_SIZE
+        start = tf.cast(tf.clip_by_value(tf.round(center - side / 2), 0, FACE_SIZE), tf.int32)
+        end = tf.cast(tf.clip_by_value(tf.round(center + side / 2), 0, FACE_SIZE), tf.int32)
+        grid = tf.range(FACE_SIZE)
+        rows = (grid[None, :] >= start[:, :1]) & (grid[None, :] < end[:, :1])
+        cols = (grid[None, :] >= start[:, 1:]) & (grid[None, :] < end[:, 1:])
+        mask = rows[:, :, None] & cols[:, None, :] & cut[:, None, None]
+        mixed = tf.where(mask[..., None], partner_images, mixed)
+        # The share actually pasted, after clipping at the face's edges.
+        partner_share = tf.reduce_mean(tf.cast(mask, tf.float32), axis=[1, 2])
+
+    if mixup_alpha > 0:
+        seeds = generator.make_seeds(2)
+        first = tf.random.stateless_gamma([batch], seeds[:, 0], alpha=mixup_alpha)
+        second = tf.random.stateless_gamma([batch], seeds[:, 1], alpha=mixup_alpha)
+        blend = tf.where(cut, 0.0, second / (first + second))
+        mixed = (1 - blend[:, None, None, None]) * mixed + blend[:, None, None, None] * partner_images
+        partner_share = tf.where(cut, partner_share, blend)
+
+    share = partner_share[:, None]
+    return mixed, (1 - share) * targets + share * partner_targets

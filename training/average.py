@@ -57,6 +57,9 @@ def load_weights(model, path):
 def average(paths, architecture, faces):
     """Build an `architecture` model with the mean of the weights in `paths`, then measure its batch norms.
 
+    A path may also be an ONNX file from our export or ensemble: its `architecture` net is
+    rebuilt as float (see `warm_start.rebuild`), even from 8-bit weights.
+
     `faces` are (N, 48, 48) uint8 Training faces (a few thousand) on which each batch-norm
     layer's input is measured after averaging.
     """
@@ -65,7 +68,12 @@ def average(paths, architecture, faces):
     model = ARCHITECTURES[architecture]()
     sums = None
     for path in paths:
-        arrays = load_weights(model, path)
+        if pathlib.Path(path).suffix == ".onnx":
+            from training import warm_start  # here: warm_start uses this module
+
+            arrays = warm_start.rebuild(model, path, faces).get_weights()
+        else:
+            arrays = load_weights(model, path)
         sums = arrays if sums is None else [total + array for total, array in zip(sums, arrays)]
     model.set_weights([total / len(paths) for total in sums])
 

@@ -21,6 +21,10 @@ class Recipe:
     label_smoothing: float = _setting(0.0, "share of the target spread evenly over the classes")
     fer_plus_weight: float = _setting(0.3, "share of the target taken from FER+ votes, with --fer-plus")
     erasing_probability: float = _setting(0.0, "chance of erasing a random rectangle of each face")
+    mixup_alpha: float = _setting(0.0, "mix each face with another in a Beta(alpha, alpha) ratio, targets "
+                                       "alike (mixup; 0: off)")
+    cutmix_probability: float = _setting(0.0, "chance of pasting a rectangle of another face into each face, "
+                                              "targets mixed by its area (CutMix)")
     teacher_weight: float = _setting(0.5, "share of the target taken from the teacher's probabilities, with --teacher")
     teacher_temperature: float = _setting(2.0, "softmax temperature for the teacher's logits, with --teacher, "
                                                "in place of its calibrated one (above 1 softens them)")
@@ -44,6 +48,9 @@ class Recipe:
             (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: expected 0 or more"),
             (0 <= self.label_smoothing < 1, f"--label-smoothing {self.label_smoothing}: expected at least 0 and below 1"),
             (0 <= self.fer_plus_weight <= 1, f"--fer-plus-weight {self.fer_plus_weight}: expected 0 to 1"),
+            (0 <= self.mixup_alpha <= 10, f"--mixup-alpha {self.mixup_alpha}: expected 0 to 10"),
+            (0 <= self.cutmix_probability <= 1,
+             f"--cutmix-probability {self.cutmix_probability}: expected 0 to 1"),
             (0 <= self.teacher_weight <= 1, f"--teacher-weight {self.teacher_weight}: expected 0 to 1"),
             (0.1 <= self.teacher_temperature <= 100,
              f"--teacher-temperature {self.teacher_temperature}: expected 0.1 to 100"),

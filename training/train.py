@@ -46,7 +46,8 @@ def soft_targets(faces, recipe, teacher=None):
     return targets
 
 
-def make_dataset(faces, targets, batch_size, augmenter=None, seed=0):
+def make_dataset(faces, targets, batch_size, augmenter=None, seed=0, mixer=None):
+    """Return batches of (faces, targets); `augmenter` and `mixer` (faces, targets -> both) apply per batch."""
     images = preprocess.to_model_input(faces.images)
     dataset = tf.data.Dataset.from_tensor_slices((images, targets))
     if augmenter is not None:
@@ -54,6 +55,8 @@ def make_dataset(faces, targets, batch_size, augmenter=None, seed=0):
     dataset = dataset.batch(batch_size)
     if augmenter is not None:
         dataset = dataset.map(lambda x, y: (augmenter(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if mixer is not None:
+        dataset = dataset.map(mixer, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -231,7 +234,7 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     """Train (or resume) a run in `run_dir`; return the run state with the best PublicTest figure.
 
     `init_from` starts a new run from the weights of a trained model of the same architecture:
-    a `.keras` checkpoint or a float `.onnx` file written by our export, such as models/emotion-float.onnx.
+    a `.keras` checkpoint, or an `.onnx` file from our export or ensemble (see `warm_start.rebuild`).
     `teacher_path` (an ONNX model) distils that model into this one: see `soft_targets`.
     A resumed run keeps its saved recipe and teacher; `given_settings` (the recipe options given
     on the command line) must agree with it.
@@ -300,8 +303,14 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         teacher = teacher_probabilities(teacher_path, state.get("teacher_sha256"), train_faces,
                                         recipe.teacher_temperature, run_dir)
     augmenter = augment.build_augmenter(recipe.seed, recipe.erasing_probability)
+    mixer = None
+    if recipe.mixup_alpha > 0 or recipe.cutmix_probability > 0:
+        generator = tf.random.Generator.from_seed(recipe.seed + 7 + state["epochs_done"])
+
+        def mixer(images, targets):
+            return augment.mix_batch(images, targets, generator, recipe.mixup_alpha, recipe.cutmix_probability)
     train_set = make_dataset(train_faces, soft_targets(train_faces, recipe, teacher), recipe.batch_size,
-                             augmenter, seed=recipe.seed + state["epochs_done"])
+                             augmenter, seed=recipe.seed + state["epochs_done"], mixer=mixer)
     public_test_targets = np.eye(len(EMOTIONS), dtype=np.float32)[public_test.labels]
     public_test_set = make_dataset(public_test, public_test_targets, 512)
 

@@ -169,7 +169,8 @@ def test_train_resume_export_evaluate(tmp_path):
     ("warmup_epochs", -1), ("momentum", 1.0), ("weight_decay", -1e-4), ("label_smoothing", 1.0),
     ("fer_plus_weight", 1.5), ("erasing_probability", -0.1), ("keep_weights_from", -1),
     ("patience_epochs", 0), ("seed", -1), ("teacher_weight", 1.5), ("teacher_temperature", 0.0),
-    ("teacher_temperature", float("inf")), ("mixup_alpha", -0.2), ("cutmix_probability", 1.5),
+    ("teacher_temperature", float("inf")), ("mixup_alpha", -0.2), ("mixup_alpha", 0.01),
+    ("cutmix_probability", 1.5),
 ])
 def test_recipe_reports_invalid_setting(setting, value):
     from training.recipe import Recipe
@@ -219,6 +220,19 @@ def test_train_rejects_other_architecture_model(tmp_path):
 
     assert result.returncode == 2
     assert "emotion-float.onnx contains no tiny net (it contains: vgg32)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name, content", [("damaged.onnx", b"not a model"), ("faces.csv", b"emotion,pixels")])
+def test_train_reports_an_unreadable_start_model(tmp_path, name, content):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    (tmp_path / name).write_bytes(content)
+
+    result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--architecture", "tiny",
+                              "--init-from", tmp_path / name, "--cache", tmp_path / "cache", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert f"{name}: not readable" in result.stderr
     assert "Traceback" not in result.stderr
 
 

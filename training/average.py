@@ -50,7 +50,8 @@ def load_weights(model, path):
         else:
             model.set_weights(keras.models.load_model(path).get_weights())
     except (OSError, ValueError, KeyError, EOFError) as error:
-        raise ValueError(f"{path}: not readable as {model.name} weights ({error})") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not readable as {model.name} weights ({reason})") from None
     return model.get_weights()
 
 
@@ -68,7 +69,7 @@ def average(paths, architecture, faces):
     model = ARCHITECTURES[architecture]()
     sums = None
     for path in paths:
-        if pathlib.Path(path).suffix == ".onnx":
+        if pathlib.Path(path).suffix.lower() == ".onnx":
             from training import warm_start  # here: warm_start uses this module
 
             arrays = warm_start.rebuild(model, path, faces).get_weights()

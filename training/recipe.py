@@ -3,6 +3,10 @@
 import dataclasses
 
 
+# Below this, Beta(alpha, alpha) draws made from float32 gamma draws underflow to even blends.
+MIN_MIXUP_ALPHA = 0.05
+
+
 def _setting(default, help):
     return dataclasses.field(default=default, metadata={"help": help})
 
@@ -48,7 +52,8 @@ class Recipe:
             (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: expected 0 or more"),
             (0 <= self.label_smoothing < 1, f"--label-smoothing {self.label_smoothing}: expected at least 0 and below 1"),
             (0 <= self.fer_plus_weight <= 1, f"--fer-plus-weight {self.fer_plus_weight}: expected 0 to 1"),
-            (0 <= self.mixup_alpha <= 10, f"--mixup-alpha {self.mixup_alpha}: expected 0 to 10"),
+            (self.mixup_alpha == 0 or MIN_MIXUP_ALPHA <= self.mixup_alpha <= 10,
+             f"--mixup-alpha {self.mixup_alpha}: expected 0 (off) or {MIN_MIXUP_ALPHA} to 10"),
             (0 <= self.cutmix_probability <= 1,
              f"--cutmix-probability {self.cutmix_probability}: expected 0 to 1"),
             (0 <= self.teacher_weight <= 1, f"--teacher-weight {self.teacher_weight}: expected 0 to 1"),

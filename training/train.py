@@ -137,7 +137,7 @@ class Checkpointer(keras.callbacks.Callback):
 def start_from(model, path, train_faces, seed):
     """Load the weights of the trained model at `path` into `model`, built with the same architecture."""
     path = pathlib.Path(path)
-    if path.suffix == ".onnx":
+    if path.suffix.lower() == ".onnx":
         from training import warm_start
 
         try:
@@ -145,7 +145,11 @@ def start_from(model, path, train_faces, seed):
         except ValueError as error:
             raise data.DataError(str(error)) from None
     else:
-        trained = keras.models.load_model(path)
+        try:
+            trained = keras.models.load_model(path)
+        except (OSError, ValueError) as error:
+            raise data.DataError(f"--init-from {path}: not readable as a .keras model or an .onnx file "
+                                 f"({str(error).splitlines()[0]})") from None
         if [w.shape for w in trained.weights] != [w.shape for w in model.weights]:
             raise data.DataError(f"{path} contains a {trained.name} model, not a {model.name} model")
         model.set_weights(trained.get_weights())
@@ -306,6 +310,9 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     mixer = None
     if recipe.mixup_alpha > 0 or recipe.cutmix_probability > 0:
         generator = tf.random.Generator.from_seed(recipe.seed + 7 + state["epochs_done"])
+
+        log.info("Mixing pairs of faces: mixup alpha %g, CutMix probability %g", recipe.mixup_alpha,
+                 recipe.cutmix_probability)
 
         def mixer(images, targets):
             return augment.mix_batch(images, targets, generator, recipe.mixup_alpha, recipe.cutmix_probability)

@@ -33,8 +33,9 @@ _NET_NAME = re.compile(r"^(?P<member>member\d+_)?(?P<architecture>.+)_\d+$")
 # ONNX Runtime's quantization names the float output of a weight's DequantizeLinear node like this.
 _DEQUANTIZED_SUFFIX = "_DequantizeLinear_Output"
 # Share of sample faces on which a net rebuilt from 8-bit weights must pick the class the 8-bit
-# net picks. Our 8-bit exports agreed with their float models on 97.7-98.8% of Training faces.
-MIN_QUANTIZED_AGREEMENT = 0.95
+# net picks. The shipped members, rebuilt, agreed on 96.9-99.2% of 256 Training faces. The margin
+# below that allows for small face sets, because weights in the wrong layers would agree on few.
+MIN_QUANTIZED_AGREEMENT = 0.8
 
 
 @dataclasses.dataclass
@@ -55,7 +56,10 @@ def onnx_weights(onnx_path, architecture):
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(str(onnx_path)).graph
+    try:
+        graph = onnx.load(str(onnx_path)).graph
+    except Exception as error:  # protobuf raises its own DecodeError for a damaged file
+        raise ValueError(f"{onnx_path}: not readable as an ONNX model ({type(error).__name__})") from None
     arrays = {initializer.name: numpy_helper.to_array(initializer) for initializer in graph.initializer}
     quantized = False
     for node in graph.node:

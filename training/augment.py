@@ -54,9 +54,9 @@ def mix_batch(images, targets, generator, mixup_alpha=0.0, cutmix_probability=0.
     CutMix, with chance `cutmix_probability` per face, pastes a rectangle of the other face and
     takes the pasted share of the other target. Unlike the CutMix paper's box, its height and width
     are drawn apart (each the face's side times the square root of a uniform draw) and clipped at
-    the edges, so it covers 29% of the face on average. Mixup, with
-    `mixup_alpha` above 0, blends the faces that CutMix left alone in a ratio drawn from
-    Beta(alpha, alpha), and their targets in the same ratio.
+    the edges, so it covers 29% of the face on average. Mixup, with `mixup_alpha` above 0, blends
+    the faces that CutMix left alone in a ratio drawn from Beta(alpha, alpha), and their targets in
+    the same ratio.
     """
     batch = tf.shape(images)[0]
     partner_images = tf.roll(images, shift=1, axis=0)

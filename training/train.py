@@ -309,10 +309,9 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     augmenter = augment.build_augmenter(recipe.seed, recipe.erasing_probability)
     mixer = None
     if recipe.mixup_alpha > 0 or recipe.cutmix_probability > 0:
-        generator = tf.random.Generator.from_seed(recipe.seed + 7 + state["epochs_done"])
-
         log.info("Mixing pairs of faces: mixup alpha %g, CutMix probability %g", recipe.mixup_alpha,
                  recipe.cutmix_probability)
+        generator = tf.random.Generator.from_seed(recipe.seed + 7 + state["epochs_done"])
 
         def mixer(images, targets):
             return augment.mix_batch(images, targets, generator, recipe.mixup_alpha, recipe.cutmix_probability)

@@ -75,8 +75,12 @@ def onnx_weights(onnx_path, architecture):
     found = {net: _NET_NAME.match(net) for net in nets}
     chosen = [net for net, match in found.items() if match and match["architecture"] == architecture]
     if len(chosen) != 1:
-        contents = ", ".join(sorted(match["architecture"] for match in found.values() if match)) or "no net we export"
-        problem = f"no {architecture} net" if not chosen else f"{len(chosen)} {architecture} nets, where one is expected"
+        architectures = sorted(match["architecture"] for match in found.values() if match)
+        contents = ", ".join(architectures) or "no net we export"
+        if chosen:
+            problem = f"{len(chosen)} {architecture} nets, where one is expected"
+        else:
+            problem = f"no {architecture} net"
         raise ValueError(f"{onnx_path} contains {problem} (it contains: {contents})")
     return OnnxNet(nets[chosen[0]], found[chosen[0]]["member"], quantized)
 

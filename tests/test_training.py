@@ -3,9 +3,11 @@
 import gzip
 import json
 import logging
+import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -126,6 +128,7 @@ def test_train_resume_export_evaluate(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "epoch 1/1" in first.stderr
     assert "PublicTest accuracy" in first.stderr
+    assert "shuffle=True" not in first.stderr
     assert (run_dir / "best.keras").exists()
 
     state = json.loads((run_dir / "run.json").read_text())
@@ -162,6 +165,17 @@ def test_train_resume_export_evaluate(tmp_path):
     assert set(result["per_class_recall"]) == set(EMOTIONS)
     assert "macro_f1" in result
     assert Image.open(tmp_path / "cm.png").format == "PNG"
+
+    # A .keras model is exported to a scratch folder that is removed after; the JSON line names the given file.
+    scratch_before = set(pathlib.Path(tempfile.gettempdir()).iterdir())
+    evaluated = run_training_cli("evaluate", "--data", csv_path, "--split", "PrivateTest",
+                                 "--model", run_dir / "best.keras", "--confusion-matrix", tmp_path / "cm.png",
+                                 cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["model"] == str(run_dir / "best.keras")
+    leftover_exports = [path for path in set(pathlib.Path(tempfile.gettempdir()).iterdir()) - scratch_before
+                        if (path / "model.onnx").exists()]
+    assert not leftover_exports
 
 
 @pytest.mark.parametrize("setting, value", [

@@ -141,6 +141,7 @@ def _add_evaluate(commands):
 
 def _run_evaluate(args):
     import json
+    import tempfile
 
     from training import data
     from training.evaluate import evaluate, load_model, save_confusion_matrix
@@ -151,8 +152,12 @@ def _run_evaluate(args):
     split = faces.split(args.split)
     if len(split) == 0:
         raise data.DataError(f"{args.data}: no {args.split} faces")
-    model = load_model(args.model, flip_average=False if args.no_flip else None, shift_pixels=args.shift_pixels)
-    result, matrix, _ = evaluate(model, split, None if votes is None else votes[mask])
+    with tempfile.TemporaryDirectory() as scratch:  # where a .keras model is exported first
+        model = load_model(args.model, flip_average=False if args.no_flip else None,
+                           shift_pixels=args.shift_pixels, scratch_dir=scratch)
+        result, matrix, _ = evaluate(model, split, None if votes is None else votes[mask])
+    if args.model:
+        result["model"] = str(args.model)  # not the scratch export of a .keras model
     result["split"] = args.split
     save_confusion_matrix(matrix, args.confusion_matrix,
                           f"{args.split}: accuracy {result['accuracy']:.4f}, n = {result['n']}")

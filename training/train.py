@@ -336,7 +336,8 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                       patience=recipe.patience_epochs),
     ]
-    model.fit(train_set, validation_data=public_test_set, epochs=recipe.epochs,
+    # shuffle=False: the dataset shuffles itself (Keras ignores the flag for one, with a warning).
+    model.fit(train_set, validation_data=public_test_set, epochs=recipe.epochs, shuffle=False,
               initial_epoch=state["epochs_done"], callbacks=callbacks, verbose=0)
     log.info("Best PublicTest accuracy %.4f at epoch %d; model in %s",
              state["best_public_test_accuracy"], state["best_epoch"], run_dir / "best.keras")

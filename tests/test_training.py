@@ -235,6 +235,7 @@ def test_train_rejects_other_architecture_model(tmp_path):
     assert result.returncode == 2
     assert "emotion-float.onnx contains no tiny net (it contains: vgg32)" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name, content", [("damaged.onnx", b"not a model"), ("faces.csv", b"emotion,pixels")])
@@ -248,6 +249,7 @@ def test_train_reports_an_unreadable_start_model(tmp_path, name, content):
     assert result.returncode == 2
     assert f"{name}: not readable" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_reports_a_missing_start_model(tmp_path):

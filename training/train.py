@@ -279,7 +279,6 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         if init_from and not pathlib.Path(init_from).is_file():
             raise data.DataError(f"{init_from}: model to start from not found")
         teacher_sha256 = check_teacher(teacher_path) if teacher_path else None
-        run_dir.mkdir(parents=True, exist_ok=True)
         state = {"recipe": dataclasses.asdict(recipe), "data": str(data_path),
                  "fer_plus": str(fer_plus_path) if fer_plus_path else None,
                  "init_from": str(init_from) if init_from else None,
@@ -304,6 +303,7 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     teacher = None
     if teacher_path and recipe.teacher_weight > 0:
         log.info("Distilling %s: its probabilities take %g of each target", teacher_path, recipe.teacher_weight)
+        run_dir.mkdir(parents=True, exist_ok=True)  # the teacher's probabilities are kept there
         teacher = teacher_probabilities(teacher_path, state.get("teacher_sha256"), train_faces,
                                         recipe.teacher_temperature, run_dir)
     augmenter = augment.build_augmenter(recipe.seed, recipe.erasing_probability)
@@ -329,6 +329,9 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         log.info("Model %s with %d parameters", model.name, model.count_params())
         if init_from:
             start_from(model, init_from, train_faces, recipe.seed)
+    # Made here at the latest, so that a new run that fails to start (bad data or start model)
+    # leaves no empty folder.
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_state(run_dir, state)
 
     callbacks = [

@@ -212,6 +212,7 @@ def teacher_probabilities(teacher_path, teacher_sha256, faces, temperature, run_
     log.info("Teacher %s: accuracy %.4f on the %d Training faces, mean top probability %.3f at temperature %g "
              "(%.0f s)", teacher_path, (logits.argmax(axis=1) == faces.labels).mean(), len(faces),
              probabilities.max(axis=1).mean(), temperature, time.monotonic() - started)
+    run_dir.mkdir(parents=True, exist_ok=True)
     temporary = cache.with_suffix(".tmp.npz")
     np.savez(temporary, probabilities=probabilities, key=key)
     temporary.replace(cache)
@@ -303,7 +304,6 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
     teacher = None
     if teacher_path and recipe.teacher_weight > 0:
         log.info("Distilling %s: its probabilities take %g of each target", teacher_path, recipe.teacher_weight)
-        run_dir.mkdir(parents=True, exist_ok=True)  # the teacher's probabilities are kept there
         teacher = teacher_probabilities(teacher_path, state.get("teacher_sha256"), train_faces,
                                         recipe.teacher_temperature, run_dir)
     augmenter = augment.build_augmenter(recipe.seed, recipe.erasing_probability)
@@ -329,8 +329,7 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         log.info("Model %s with %d parameters", model.name, model.count_params())
         if init_from:
             start_from(model, init_from, train_faces, recipe.seed)
-    # Made here at the latest, so that a new run that fails to start (bad data or start model)
-    # leaves no empty folder.
+    # Made this late so that a new run that fails to start (bad data or start model) leaves no empty folder.
     run_dir.mkdir(parents=True, exist_ok=True)
     write_state(run_dir, state)
 

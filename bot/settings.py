@@ -8,9 +8,9 @@ import urllib.parse
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FACE_DETECTORS = ("auto", "yunet", "mtcnn")
-# A bot token starts with the bot's numeric id and a colon. Only that is checked, so that no token
-# @BotFather gives is refused for the characters of its secret.
-TOKEN_FORM = re.compile(r"[0-9]+:\S+")
+# The Bot API manual (https://core.telegram.org/bots/api) shows tokens like 123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11.
+# Only the digits and colon at the start are checked, so no real token is rejected for its secret's characters.
+TOKEN_PATTERN = re.compile(r"[0-9]+:\S+")
 
 
 class SettingsError(Exception):
@@ -49,10 +49,10 @@ class Settings:
         if not token:
             raise SettingsError("TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather, then "
                                 "put its token in the environment or in .env")
-        if not TOKEN_FORM.fullmatch(token):
-            # Not echoed: a mistyped token may still be most of the real one.
-            raise SettingsError("TELEGRAM_BOT_TOKEN is not a bot token: @BotFather gives one of the form "
-                                "123456789:AAH... (the bot's id, a colon, then the secret). Copy it whole")
+        if not TOKEN_PATTERN.fullmatch(token):
+            # The value is not echoed, because a mistyped token may still be most of the real one.
+            raise SettingsError("TELEGRAM_BOT_TOKEN is invalid: a token from @BotFather looks like "
+                                "123456789:AAH... (digits, a colon, then the secret). Copy it whole from @BotFather")
 
         api_base_url = environ.get("TELEGRAM_API_BASE_URL", "").strip().rstrip("/") or None
         if api_base_url:

@@ -97,13 +97,14 @@ async def test_webhook_update_with_secret_is_answered(api, tmp_path, portrait_by
 
 @pytest.mark.parametrize("environment, message", [
     ({}, "TELEGRAM_BOT_TOKEN is not set"),
-    ({"TELEGRAM_BOT_TOKEN": "paste-your-token-here"}, "TELEGRAM_BOT_TOKEN is not a bot token"),
+    ({"TELEGRAM_BOT_TOKEN": "paste-your-token-here"}, "TELEGRAM_BOT_TOKEN is invalid"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_URL": "https://example.org/hook"}, "TELEGRAM_WEBHOOK_SECRET is required"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "INFERENCE_WORKERS": "many"}, "INFERENCE_WORKERS='many' is not a valid int"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://[::1"}, "is not a valid URL"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:99999"}, "is not a valid URL"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "HEARTBEAT_FILE": "/nonexistent/heartbeat"}, "cannot be written"),
-], ids=["no-token", "placeholder-token", "webhook-without-secret", "bad-number", "bad-url", "bad-port", "heartbeat-not-writable"])
+], ids=["no-token", "placeholder-token", "webhook-without-secret", "bad-number", "bad-url", "bad-port",
+        "heartbeat-not-writable"])
 def test_settings_errors_are_plain(tmp_path, environment, message):
     result = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **environment})

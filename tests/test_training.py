@@ -115,7 +115,10 @@ def test_calibration_metrics():
 
     assert metrics.expected_calibration_error(labels, confident) == pytest.approx(0.15)
     logits = np.log(confident)
-    assert metrics.fit_temperature(labels, logits) > 1.0  # overconfident, so soften
+    # Right 3 times in 4 at 0.9 confidence: temperature 2 turns odds of 9:1 into 3:1, a confidence of 0.75.
+    assert metrics.fit_temperature(labels, logits) == pytest.approx(2.0, rel=1e-5)
+    # Always right: the loss keeps falling as the temperature does, down to the lowest one searched.
+    assert metrics.fit_temperature(labels[:2], logits[:2]) == pytest.approx(0.25, rel=1e-5)
 
 
 def test_train_resume_export_evaluate(tmp_path):

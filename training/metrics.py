@@ -53,8 +53,26 @@ def negative_log_likelihood(labels, logits, temperature):
     return float(-log_probabilities[np.arange(len(labels)), labels].mean())
 
 
-def fit_temperature(labels, logits):
-    """Return the softmax temperature that minimises the negative log-likelihood of `labels`."""
-    candidates = np.exp(np.linspace(np.log(0.25), np.log(8.0), 400))
-    losses = [negative_log_likelihood(labels, logits, t) for t in candidates]
-    return float(candidates[int(np.argmin(losses))])
+def fit_temperature(labels, logits, lowest=0.25, highest=8.0):
+    """Return the softmax temperature in [lowest, highest] that minimises the negative log-likelihood of `labels`.
+
+    The loss is convex in 1 / temperature, so it has a single minimum over log(temperature), which a
+    golden-section search brackets to a relative width of 1e-6.
+    """
+    def loss(log_temperature):
+        return negative_log_likelihood(labels, logits, np.exp(log_temperature))
+
+    inverse_golden_ratio = (np.sqrt(5.0) - 1.0) / 2.0  # 0.618: the share of the bracket each step keeps
+    low, high = np.log(lowest), np.log(highest)
+    left, right = high - inverse_golden_ratio * (high - low), low + inverse_golden_ratio * (high - low)
+    left_loss, right_loss = loss(left), loss(right)
+    while high - low > 1e-6:
+        if left_loss <= right_loss:
+            high, right, right_loss = right, left, left_loss
+            left = high - inverse_golden_ratio * (high - low)
+            left_loss = loss(left)
+        else:
+            low, left, left_loss = left, right, right_loss
+            right = low + inverse_golden_ratio * (high - low)
+            right_loss = loss(right)
+    return float(np.exp((low + high) / 2.0))

@@ -54,7 +54,7 @@ class FerLibraryModel:
         return self._session.run(None, {self._input: batch})[0]
 
 
-def score(name, model, faces, votes, weight_bytes):
+def score(name, model, faces, majority, weight_bytes):
     probabilities = np.concatenate([model.predict(faces.images[i:i + 256]) for i in range(0, len(faces), 256)])
     predictions = probabilities.argmax(axis=1)
     matrix = metrics.confusion_matrix(faces.labels, predictions, len(EMOTIONS))
@@ -67,8 +67,8 @@ def score(name, model, faces, votes, weight_bytes):
         "ms_per_face": round(time_per_face(model, faces.images), 3),
         "weight_mb": round(weight_bytes / 1e6, 2),
     }
-    if votes is not None:
-        row.update(fer_plus_majority(votes, predictions))
+    if majority is not None:
+        row.update(fer_plus_majority(majority, predictions))
     return row
 
 
@@ -94,16 +94,16 @@ def main():
 
     faces = data.load(args.data, cache_dir=".cache")
     mask = faces.usage == "PrivateTest"
-    votes = data.load_fer_plus_votes(args.fer_plus, len(faces))[mask] if args.fer_plus else None
+    majority = data.load_fer_plus_majority(args.fer_plus, len(faces))[mask] if args.fer_plus else None
     private_test = faces.split("PrivateTest")
 
     rows = []
     for path in map(pathlib.Path, args.model):
         ours = EmotionModel(path, threads=args.threads)
         name = f"ours ({path.name}, flip averaging {'on' if ours.flip_average else 'off'})"
-        rows.append(score(name, ours, private_test, votes, path.stat().st_size))
+        rows.append(score(name, ours, private_test, majority, path.stat().st_size))
     if args.fer_model:
-        rows.append(score("fer library", FerLibraryModel(args.fer_model, args.threads), private_test, votes,
+        rows.append(score("fer library", FerLibraryModel(args.fer_model, args.threads), private_test, majority,
                           pathlib.Path(args.fer_model).stat().st_size))
 
     print(f"FER2013 PrivateTest, n = {len(private_test)}; timing: batches of {BATCH} faces, "

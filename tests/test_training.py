@@ -305,6 +305,33 @@ def test_soft_targets_mix_in_teacher():
     np.testing.assert_allclose(targets.sum(axis=1), 1, rtol=1e-6)
 
 
+def test_fer_plus_majority_counts_all_ten_columns(tmp_path):
+    from training.evaluate import fer_plus_majority
+
+    # Columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
+    rows = [
+        [0, 8, 1, 0, 0, 0, 0, 0, 1, 0],  # happiness wins
+        [1, 0, 0, 0, 0, 0, 0, 5, 0, 0],  # contempt wins, though neutral leads our seven
+        [0, 0, 0, 0, 0, 0, 1, 0, 0, 9],  # most annotators marked it as not a face
+        [0, 0, 0, 3, 3, 0, 0, 0, 0, 0],  # sadness and anger tie
+        [0, 0, 0, 0, 4, 0, 0, 0, 4, 0],  # anger and unknown tie
+        [0] * 10,  # no votes
+    ]
+    path = tmp_path / "fer2013new.csv"
+    lines = ["Usage,Image name," + ",".join(data.FER_PLUS_COLUMNS)]
+    lines += [f"PrivateTest,fer{index:07d}.png," + ",".join(map(str, row)) for index, row in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+
+    majority = data.load_fer_plus_majority(path, len(rows))
+    votes = data.load_fer_plus_votes(path, len(rows))
+
+    assert majority.tolist() == [3, -1, -1, -1, -1, -1]
+    assert votes[1].tolist() == [0, 0, 0, 0, 0, 0, 1]  # the soft target keeps our seven classes only
+    assert votes[5].tolist() == [0] * 7
+    predictions = np.array([3, 6, 2, 4, 0, 6])
+    assert fer_plus_majority(majority, predictions) == {"fer_plus_majority_accuracy": 1.0, "fer_plus_n": 1}
+
+
 @pytest.mark.parametrize("mixup_alpha, cutmix_probability", [(0.0, 1.0), (0.4, 0.0), (0.4, 0.5)])
 def test_mix_batch_mixes_faces_and_targets_alike(mixup_alpha, cutmix_probability):
     import tensorflow as tf

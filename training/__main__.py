@@ -147,7 +147,7 @@ def _run_evaluate(args):
     from training.evaluate import evaluate, load_model, save_confusion_matrix
 
     faces = data.load(args.data, cache_dir=args.cache)
-    votes = data.load_fer_plus_votes(args.fer_plus, len(faces)) if args.fer_plus else None
+    majority = data.load_fer_plus_majority(args.fer_plus, len(faces)) if args.fer_plus else None
     mask = faces.usage == args.split
     split = faces.split(args.split)
     if len(split) == 0:
@@ -155,7 +155,7 @@ def _run_evaluate(args):
     with tempfile.TemporaryDirectory() as scratch:  # where a .keras model is exported first
         model = load_model(args.model, flip_average=False if args.no_flip else None,
                            shift_pixels=args.shift_pixels, scratch_dir=scratch)
-        result, matrix, _ = evaluate(model, split, None if votes is None else votes[mask])
+        result, matrix, _ = evaluate(model, split, None if majority is None else majority[mask])
     if args.model:
         result["model"] = str(args.model)  # not the scratch export of a .keras model
     result["split"] = args.split

@@ -220,7 +220,32 @@ def load_fer_plus_votes(path, expected_rows):
     Rows with no votes for any of the seven classes come back all zero; callers fall back
     to the FER2013 label there.
     """
+    counts = _read_fer_plus_counts(path, expected_rows)
     votes = np.zeros((expected_rows, len(EMOTIONS)), dtype=np.float32)
+    for column, target in FER_PLUS_TO_FER2013.items():
+        votes[:, target] = counts[:, FER_PLUS_COLUMNS.index(column)]
+    totals = votes.sum(axis=1, keepdims=True)
+    return np.divide(votes, totals, out=np.zeros_like(votes), where=totals > 0)
+
+
+def load_fer_plus_majority(path, expected_rows):
+    """Read each face's FER+ majority as a FER2013 class index, in CSV row order.
+
+    The majority is the one column with the most votes of all ten, so a face that most annotators
+    called contempt, unknown or not a face has none. Such rows, and rows where the most votes are
+    tied or there are no votes, come back as -1.
+    """
+    counts = _read_fer_plus_counts(path, expected_rows)
+    winner = counts.argmax(axis=1)
+    top_two = np.sort(counts, axis=1)[:, -2:]
+    single = top_two[:, 1] > top_two[:, 0]
+    to_fer2013 = np.array([FER_PLUS_TO_FER2013.get(column, -1) for column in FER_PLUS_COLUMNS])
+    return np.where(single, to_fer2013[winner], -1)
+
+
+def _read_fer_plus_counts(path, expected_rows):
+    """Read the FER+ vote counts as an (N, 10) array with the columns of `FER_PLUS_COLUMNS`."""
+    counts = np.zeros((expected_rows, len(FER_PLUS_COLUMNS)), dtype=np.float32)
     try:
         with _open_text(path) as file:
             reader = csv.DictReader(file)
@@ -231,13 +256,10 @@ def load_fer_plus_votes(path, expected_rows):
             for index, row in enumerate(reader):
                 if index >= expected_rows:
                     raise DataError(f"{path}: more rows than the {expected_rows} faces of the FER2013 CSV")
-                for column, target in FER_PLUS_TO_FER2013.items():
-                    votes[index, target] = float(row[column] or 0)
+                counts[index] = [float(row[column] or 0) for column in FER_PLUS_COLUMNS]
                 count = index + 1
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as error:
         raise DataError(f"{path}: cannot read the FER+ votes ({error})") from error
     if count != expected_rows:
         raise DataError(f"{path}: {count} rows, but the FER2013 CSV has {expected_rows}")
-
-    totals = votes.sum(axis=1, keepdims=True)
-    return np.divide(votes, totals, out=np.zeros_like(votes), where=totals > 0)
+    return counts

@@ -33,7 +33,7 @@ def load_model(model_path, flip_average=None, shift_pixels=None, temperature=Non
     return model
 
 
-def evaluate(model, faces, fer_plus_votes=None):
+def evaluate(model, faces, fer_plus_majority_labels=None):
     """Return the metrics of `model` on `faces` as a JSON-ready dict, and the confusion matrix."""
     logits = model.logits(faces.images)
     probabilities = softmax(logits / model.temperature)  # what model.predict returns, without a second pass
@@ -52,20 +52,19 @@ def evaluate(model, faces, fer_plus_votes=None):
         "flip_average": model.flip_average,
         "shift_pixels": model.shift_pixels,
     }
-    if fer_plus_votes is not None:
-        result.update(fer_plus_majority(fer_plus_votes, predictions))
+    if fer_plus_majority_labels is not None:
+        result.update(fer_plus_majority(fer_plus_majority_labels, predictions))
     return result, matrix, logits
 
 
-def fer_plus_majority(votes, predictions):
-    """Accuracy against the FER+ majority vote, on rows whose majority is one of our classes."""
-    has_votes = votes.sum(axis=1) > 0
-    majority = votes.argmax(axis=1)
-    # A strict majority: ties between classes leave the row out, as in the FER+ protocol.
-    top_two = np.sort(votes, axis=1)[:, -2:]
-    clear = has_votes & (top_two[:, 1] > top_two[:, 0])
-    return {"fer_plus_majority_accuracy": round(float((predictions[clear] == majority[clear]).mean()), 4),
-            "fer_plus_n": int(clear.sum())}
+def fer_plus_majority(majority, predictions):
+    """Return the accuracy against the FER+ majority vote, on the rows whose majority is one of our classes.
+
+    `majority` is `data.load_fer_plus_majority` for these rows: a class index, or -1 to leave the row out.
+    """
+    scored = majority >= 0
+    return {"fer_plus_majority_accuracy": round(float((predictions[scored] == majority[scored]).mean()), 4),
+            "fer_plus_n": int(scored.sum())}
 
 
 def save_confusion_matrix(matrix, path, title):

@@ -152,6 +152,14 @@ def test_train_resume_export_evaluate(tmp_path):
     continued_state = json.loads((tmp_path / "continued" / "run.json").read_text())
     assert continued_state["init_from_sha256"] == data.file_sha256(run_dir / "best.keras")
 
+    # A run stopped before its first epoch ended has no last.keras: resuming starts from the same model again.
+    (tmp_path / "continued" / "last.keras").unlink()
+    continued_state["epochs_done"] = 0
+    (tmp_path / "continued" / "run.json").write_text(json.dumps(continued_state))
+    restarted = run_training_cli("train", *common[:3], tmp_path / "continued", *common[4:], "--resume", cwd=tmp_path)
+    assert restarted.returncode == 0, restarted.stderr
+    assert f"Starting from the weights of {run_dir / 'best.keras'}" in restarted.stderr
+
     onnx_path = tmp_path / "model" / "emotion.onnx"
     exported = run_training_cli("export", "--model", run_dir / "best.keras", "--data", csv_path,
                                 "--out", onnx_path, cwd=tmp_path)
@@ -279,6 +287,28 @@ def test_train_rejects_resume_with_other_settings(tmp_path):
     assert result.returncode == 2
     assert "--epochs 5 (the run has 2)" in result.stderr
     assert "--architecture" not in result.stderr
+
+
+@pytest.mark.parametrize("start_model, message", [
+    (b"changed weights", "has changed since this run started from it"),
+    (None, "the model this run started from is not found"),
+])
+def test_train_resume_checks_start_model(tmp_path, start_model, message):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    start_path = tmp_path / "start.keras"
+    if start_model is not None:
+        start_path.write_bytes(start_model)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    state = {"recipe": {"architecture": "tiny", "epochs": 2}, "epochs_done": 0,
+             "init_from": str(start_path), "init_from_sha256": "0" * 64}
+    (run_dir / "run.json").write_text(json.dumps(state))
+
+    result = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--resume", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_train_rejects_resume_with_start_model(tmp_path):

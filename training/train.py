@@ -159,6 +159,15 @@ def start_from(model, path, train_faces, seed):
 TEACHER_CACHE = "teacher-probabilities.npz"
 
 
+def _check_start_model_unchanged(path, expected_sha256):
+    if not pathlib.Path(path).is_file():
+        raise data.DataError(f"{path}: the model this run started from is not found, and the run has no "
+                             f"finished epoch to resume from: restore the file, or start a new run")
+    if data.file_sha256(path) != expected_sha256:
+        raise data.DataError(f"{path} has changed since this run started from it, and the run has no finished "
+                             f"epoch to resume from: start a new run")
+
+
 def check_teacher(path):
     """Return the sha256 of the teacher model at `path`; raise DataError unless it is an .onnx file."""
     path = pathlib.Path(path)
@@ -271,6 +280,10 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
             raise _without_teacher(teacher_settings)
         fer_plus_path = state.get("fer_plus")
         teacher_path = saved_teacher
+        init_from = state.get("init_from")
+        if init_from and not (run_dir / "last.keras").exists():
+            # Stopped before its first epoch ended: the run starts again from the same model.
+            _check_start_model_unchanged(init_from, state.get("init_from_sha256"))
     else:
         if state_path.exists():
             raise data.DataError(f"{run_dir} already contains a run: pass --resume, or choose another --out")
@@ -282,7 +295,8 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         teacher_sha256 = check_teacher(teacher_path) if teacher_path else None
         state = {"recipe": dataclasses.asdict(recipe), "data": str(data_path),
                  "fer_plus": str(fer_plus_path) if fer_plus_path else None,
-                 "init_from": str(init_from) if init_from else None,
+                 # Absolute, so that a run resumed from another folder finds the same model.
+                 "init_from": str(pathlib.Path(init_from).resolve()) if init_from else None,
                  # The file at that path may change later, as models/emotion.onnx does.
                  "init_from_sha256": data.file_sha256(init_from) if init_from else None,
                  # Absolute, so that a run resumed from another folder finds the same teacher.

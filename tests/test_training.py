@@ -183,7 +183,9 @@ def test_train_resume_export_evaluate(tmp_path):
                                  "--model", run_dir / "best.keras", "--confusion-matrix", tmp_path / "cm.png",
                                  cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["model"] == str(run_dir / "best.keras")
+    keras_result = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert keras_result["model"] == str(run_dir / "best.keras")
+    assert keras_result["temperature"] == pytest.approx(settings["temperature"], rel=1e-4)  # fitted as by export
     leftover_exports = [path for path in set(pathlib.Path(tempfile.gettempdir()).iterdir()) - scratch_before
                         if (path / "model.onnx").exists()]
     assert not leftover_exports

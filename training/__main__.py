@@ -128,7 +128,8 @@ def _add_evaluate(commands):
     parser.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image-folder tree")
     parser.add_argument("--split", default="PrivateTest", choices=("Training", "PublicTest", "PrivateTest"),
                         help="split to evaluate on (default: %(default)s)")
-    parser.add_argument("--model", help="an .onnx or .keras model (default: the model the classifier uses)")
+    parser.add_argument("--model", help="an .onnx or .keras model (default: the model the classifier uses); "
+                        "a .keras model gets its temperature fitted on PublicTest, as export does")
     parser.add_argument("--fer-plus", help="FER+ votes CSV (fer2013new.csv): also report FER+ majority-vote accuracy")
     parser.add_argument("--no-flip", action="store_true", help="do not average with mirrored faces")
     parser.add_argument("--shift-pixels", type=int, help="also average over faces shifted this many pixels "
@@ -155,6 +156,9 @@ def _run_evaluate(args):
     with tempfile.TemporaryDirectory() as scratch:  # where a .keras model is exported first
         model = load_model(args.model, flip_average=False if args.no_flip else None,
                            shift_pixels=args.shift_pixels, scratch_dir=scratch)
+        if str(args.model).endswith(".keras"):
+            # Fitted on PublicTest as `export` does, so the calibration error matches the exported model.
+            model.temperature = _fit_temperature(model, faces)
         result, matrix, _ = evaluate(model, split, None if majority is None else majority[mask])
     if args.model:
         result["model"] = str(args.model)  # not the scratch export of a .keras model

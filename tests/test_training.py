@@ -313,6 +313,39 @@ def test_train_resume_checks_start_model(tmp_path, start_model, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("epochs_done, best_epoch, stops", [(5, 2, True), (5, 5, False), (0, 0, False)])
+def test_early_stopping_patience_survives_resume(epochs_done, best_epoch, stops):
+    import keras
+
+    from training.train import ResumableEarlyStopping
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    state = {"epochs_done": epochs_done, "best_epoch": best_epoch, "best_public_test_accuracy": 0.6}
+    callback = ResumableEarlyStopping(state, monitor="val_accuracy", mode="max", patience=3)
+    callback.set_model(model)
+    model.stop_training = False
+
+    callback.on_train_begin()
+    callback.on_epoch_end(epochs_done, {"val_accuracy": 0.5})  # one more epoch, below the best
+
+    assert model.stop_training is stops
+
+
+def test_train_resume_after_early_stop_does_nothing(tmp_path):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    state = {"recipe": {"architecture": "tiny", "epochs": 10, "patience_epochs": 3}, "epochs_done": 5,
+             "best_epoch": 2, "best_public_test_accuracy": 0.6}
+    (run_dir / "run.json").write_text(json.dumps(state))
+
+    result = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--resume", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "stopped early after epoch 5" in result.stderr
+    assert not (run_dir / "history.csv").exists()
+
+
 def test_train_rejects_resume_with_start_model(tmp_path):
     csv_path = write_csv(tmp_path / "fer.csv")
     result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--resume",

@@ -78,6 +78,23 @@ def build_model(recipe, steps_per_epoch):
     return model
 
 
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping that, in a resumed run, counts the patience from the run's best epoch so far.
+
+    Keras' own callback starts counting afresh at every `fit`, which would grant each resume full patience again.
+    """
+
+    def __init__(self, state, **options):
+        super().__init__(**options)
+        self.state = state
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.state["epochs_done"] > 0:
+            self.best = self.state["best_public_test_accuracy"]
+            self.wait = self.state["epochs_done"] - self.state["best_epoch"]
+
+
 class Checkpointer(keras.callbacks.Callback):
     """Save `last.keras` every epoch and `best.keras` on a new best PublicTest accuracy; log a line.
 
@@ -280,6 +297,10 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
             raise _without_teacher(teacher_settings)
         fer_plus_path = state.get("fer_plus")
         teacher_path = saved_teacher
+        if state["epochs_done"] - state["best_epoch"] >= recipe.patience_epochs:
+            log.info("%s stopped early after epoch %d, %d epochs past its best (epoch %d): nothing to resume",
+                     run_dir, state["epochs_done"], state["epochs_done"] - state["best_epoch"], state["best_epoch"])
+            return state
         init_from = state.get("init_from")
         if init_from and not (run_dir / "last.keras").exists():
             # Stopped before its first epoch ended: the run starts again from the same model.
@@ -349,8 +370,7 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
 
     callbacks = [
         Checkpointer(run_dir, state, recipe.keep_weights_from),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
-                                      patience=recipe.patience_epochs),
+        ResumableEarlyStopping(state, monitor="val_accuracy", mode="max", patience=recipe.patience_epochs),
     ]
     # shuffle=False: the dataset shuffles itself (Keras ignores the flag for one, with a warning).
     model.fit(train_set, validation_data=public_test_set, epochs=recipe.epochs, shuffle=False,

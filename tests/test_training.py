@@ -302,8 +302,8 @@ def test_train_resume_checks_start_model(tmp_path, start_model, message):
         start_path.write_bytes(start_model)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    state = {"recipe": {"architecture": "tiny", "epochs": 2}, "epochs_done": 0,
-             "init_from": str(start_path), "init_from_sha256": "0" * 64}
+    state = {"recipe": {"architecture": "tiny", "epochs": 2}, "epochs_done": 0, "best_epoch": 0,
+             "best_public_test_accuracy": 0.0, "init_from": str(start_path), "init_from_sha256": "0" * 64}
     (run_dir / "run.json").write_text(json.dumps(state))
 
     result = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--resume", cwd=tmp_path)

@@ -346,6 +346,32 @@ def test_train_resume_after_early_stop_does_nothing(tmp_path):
     assert not (run_dir / "history.csv").exists()
 
 
+def test_resume_changes_augmentation_seed(tmp_path, monkeypatch):
+    from training import augment, train
+    from training.recipe import Recipe
+
+    seeds = []
+
+    def recording_augmenter(seed, erasing_probability=0.0):
+        seeds.append(seed)
+        return build_augmenter(seed, erasing_probability)
+
+    build_augmenter = augment.build_augmenter
+    monkeypatch.setattr(augment, "build_augmenter", recording_augmenter)
+    csv_path = write_csv(tmp_path / "fer.csv")
+    run_dir = tmp_path / "run"
+    train.train(csv_path, run_dir, Recipe(architecture="tiny", epochs=1, batch_size=8, seed=5))
+    state = json.loads((run_dir / "run.json").read_text())
+    state["recipe"]["epochs"] = 2
+    (run_dir / "run.json").write_text(json.dumps(state))
+    train.train(csv_path, run_dir, None, resume=True)
+
+    # A new run keeps the recipe's seed, so the shipped recipes reproduce. The resumed run uses another seed.
+    assert seeds[0] == 5
+    assert seeds[1] != seeds[0]
+    assert json.loads((run_dir / "run.json").read_text())["epochs_done"] == 2
+
+
 def test_train_rejects_resume_with_start_model(tmp_path):
     csv_path = write_csv(tmp_path / "fer.csv")
     result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--resume",

@@ -46,6 +46,16 @@ def soft_targets(faces, recipe, teacher=None):
     return targets
 
 
+def augmentation_seed(seed, epochs_done):
+    """Return the augmentation layers' seed for a run that starts or resumes after `epochs_done` epochs.
+
+    Keras' random layers restart their streams from their seed in each process, so a resumed run
+    seeded with the recipe's seed alone would draw epoch 1's augmentations again. A new run keeps
+    the recipe's seed; the layers take seeds up to 6 above it, hence the step of 100.
+    """
+    return seed + 100 * epochs_done
+
+
 def make_dataset(faces, targets, batch_size, augmenter=None, seed=0, mixer=None):
     """Return batches of (faces, targets); `augmenter` and `mixer` (faces, targets -> both) apply per batch."""
     images = preprocess.to_model_input(faces.images)
@@ -341,7 +351,8 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
         log.info("Distilling %s: its probabilities take %g of each target", teacher_path, recipe.teacher_weight)
         teacher = teacher_probabilities(teacher_path, state.get("teacher_sha256"), train_faces,
                                         recipe.teacher_temperature, run_dir)
-    augmenter = augment.build_augmenter(recipe.seed, recipe.erasing_probability)
+    augmenter = augment.build_augmenter(augmentation_seed(recipe.seed, state["epochs_done"]),
+                                        recipe.erasing_probability)
     mixer = None
     if recipe.mixup_alpha > 0 or recipe.cutmix_probability > 0:
         log.info("Mixing pairs of faces: mixup alpha %g, CutMix probability %g", recipe.mixup_alpha,

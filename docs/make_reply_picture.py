@@ -59,7 +59,8 @@ def render(jpeg, caption):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photo", type=pathlib.Path, help="photo to send to the bot")
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "docs" / "reply.jpg", help="image to write (JPEG or PNG, by suffix)")
+    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "docs" / "reply.jpg",
+                        help="image to write (JPEG or PNG, by suffix)")
     args = parser.parse_args()
 
     jpeg, caption = asyncio.run(capture_reply(args.photo.read_bytes(), ROOT))

@@ -277,7 +277,8 @@ def test_faces_in_long_strip_are_found(reader):
     assert reply.width <= 20 * reply.height  # Telegram rejects thinner photos
 
 
-@pytest.mark.parametrize("array", [np.full((64, 64, 3), 0.5), np.zeros((64, 64), np.uint8), np.zeros((0, 0, 3), np.uint8)],
+@pytest.mark.parametrize("array", [np.full((64, 64, 3), 0.5), np.zeros((64, 64), np.uint8),
+                                   np.zeros((0, 0, 3), np.uint8)],
                          ids=["floats", "grayscale", "no-pixels"])
 def test_read_image_rejects_other_arrays(reader, array):
     with pytest.raises(ValueError, match="RGB uint8"):

@@ -98,7 +98,8 @@ async def test_webhook_update_with_secret_is_answered(api, tmp_path, portrait_by
 @pytest.mark.parametrize("environment, message", [
     ({}, "TELEGRAM_BOT_TOKEN is not set"),
     ({"TELEGRAM_BOT_TOKEN": "paste-your-token-here"}, "TELEGRAM_BOT_TOKEN is invalid"),
-    ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_URL": "https://example.org/hook"}, "TELEGRAM_WEBHOOK_SECRET is required"),
+    ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_URL": "https://example.org/hook"},
+     "TELEGRAM_WEBHOOK_SECRET is required"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "INFERENCE_WORKERS": "many"}, "INFERENCE_WORKERS='many' is not a valid int"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://[::1"}, "is not a valid URL"),
     ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:99999"}, "is not a valid URL"),

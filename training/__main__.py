@@ -87,7 +87,8 @@ def _add_average(commands):
     parser.add_argument("--data", required=True, help="FER2013 data; batch-norm statistics are measured "
                         "on its Training faces")
     parser.add_argument("--out", required=True, help=".keras file to write")
-    parser.add_argument("--seed", type=int, default=0, help="seed for picking the Training faces (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for picking the Training faces (default: %(default)s)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for decoded CSV arrays (default: %(default)s)")
     parser.set_defaults(run=_run_average)
 

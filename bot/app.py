@@ -65,6 +65,22 @@ class StartFailureFilter(logging.Filter):
         return True
 
 
+class WebhookUpdateRedactor(logging.Filter):
+    """Log an update the webhook server cannot parse by its id alone, not its content (a user's message)."""
+
+    def filter(self, record):
+        if not str(record.msg).startswith("Something went wrong processing the data received from Telegram"):
+            return True
+        # The logging module stores a single dict argument as record.args itself, not inside a tuple.
+        update_id = record.args.get("update_id") if isinstance(record.args, dict) else None
+        error = record.exc_info[1] if record.exc_info else None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "Webhook update %s rejected with HTTP 400: parsing it failed with %s: %s"
+        record.args = (update_id, type(error).__name__, error)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 class UpdateSkippingBot(ExtBot):
     """A bot that skips the updates it cannot parse instead of asking for them again forever.
 
@@ -112,6 +128,7 @@ def configure_logging(settings: Settings):
     redact_uncaught_exceptions(settings.token)
     # A logger's own filters run before its handlers', so the redactor never receives this traceback.
     logging.getLogger("telegram.ext").addFilter(StartFailureFilter())
+    logging.getLogger("telegram.ext.Updater").addFilter(WebhookUpdateRedactor())
     # httpx logs every request URL, which contains the token, at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -156,7 +173,7 @@ def run(application: Application, settings: Settings):
         path = urllib.parse.urlsplit(settings.webhook_url).path.strip("/")
         log.info("Starting webhook server on %s:%d, path /%s", settings.webhook_listen, settings.webhook_port, path)
         # NOTE: UpdateSkippingBot covers polling only. In webhook mode python-telegram-bot responds to an
-        # update it cannot parse with HTTP 400 and logs its content, and Telegram retries it a number of times.
+        # update it cannot parse with HTTP 400 (WebhookUpdateRedactor logs its id), and Telegram retries it.
         application.run_webhook(listen=settings.webhook_listen, port=settings.webhook_port, url_path=path,
                                 webhook_url=settings.webhook_url, secret_token=settings.webhook_secret,
                                 allowed_updates=ALLOWED_UPDATES, stop_signals=None)

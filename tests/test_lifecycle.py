@@ -81,10 +81,14 @@ async def test_webhook_update_with_secret_is_answered(api, tmp_path, portrait_by
             unsigned = await session.post(url, json={**update, "update_id": 3})
             signed = await session.post(url, json=update,
                                         headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET})
+            malformed = await session.post(url, json={"update_id": 4, "message": {
+                "message_id": 6, "date": "soon", "chat": PRIVATE_CHAT, "text": "words only the sender may read"}},
+                headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET})
 
         assert forged.status == 403
         assert unsigned.status == 403
         assert signed.status == 200
+        assert malformed.status == 400
         [reply] = await api.wait_for(1, "sendPhoto")
         assert_annotated_reply(reply, PRIVATE_CHAT, 5, faces=1)
         await asyncio.sleep(1)
@@ -93,6 +97,8 @@ async def test_webhook_update_with_secret_is_answered(api, tmp_path, portrait_by
         code, output = await stop_bot(process)
     assert code == 0, output
     assert TOKEN not in output
+    assert "Webhook update 4 rejected with HTTP 400" in output
+    assert "words only the sender may read" not in output
 
 
 @pytest.mark.parametrize("environment, message", [

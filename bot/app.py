@@ -66,7 +66,10 @@ class StartFailureFilter(logging.Filter):
 
 
 class WebhookUpdateRedactor(logging.Filter):
-    """Log an update the webhook server cannot parse by its id alone, not its content (a user's message)."""
+    """Log filter that cuts the webhook server's record of an unparsable update down to its id and the error.
+
+    python-telegram-bot logs such an update in full, and its content is a user's message.
+    """
 
     def filter(self, record):
         if not str(record.msg).startswith("Something went wrong processing the data received from Telegram"):

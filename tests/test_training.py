@@ -351,12 +351,12 @@ def test_resume_changes_augmentation_seed(tmp_path, monkeypatch):
     from training.recipe import Recipe
 
     seeds = []
+    build_augmenter = augment.build_augmenter
 
     def recording_augmenter(seed, erasing_probability=0.0):
         seeds.append(seed)
         return build_augmenter(seed, erasing_probability)
 
-    build_augmenter = augment.build_augmenter
     monkeypatch.setattr(augment, "build_augmenter", recording_augmenter)
     csv_path = write_csv(tmp_path / "fer.csv")
     run_dir = tmp_path / "run"

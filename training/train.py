@@ -51,7 +51,7 @@ def augmentation_seed(seed, epochs_done):
 
     Keras' random layers restart their streams from their seed in each process, so a resumed run
     seeded with the recipe's seed alone would draw epoch 1's augmentations again. A new run keeps
-    the recipe's seed; the layers take seeds up to 6 above it, hence the step of 100.
+    the recipe's seed. The layers take seeds up to 6 above it, so each resume moves it by 100 per epoch.
     """
     return seed + 100 * epochs_done
 

@@ -1,6 +1,7 @@
 """Static checks of the Dockerfile."""
 
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -28,3 +29,15 @@ def test_dockerfile_runs_as_non_root_with_exec_entrypoint():
     assert users and users[-1] not in ("0", "root")
     assert any(line.startswith('ENTRYPOINT ["') for line in lines)
     assert any(line.startswith("HEALTHCHECK ") for line in lines)
+
+
+def test_env_example_leaves_image_settings_alone():
+    # docker compose passes every `NAME=value` line of .env to the container, even an empty one, and
+    # such a value replaces the image's own ENV: an empty MODEL_PATH or HEARTBEAT_FILE breaks the bot.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    image_settings = set(re.findall(r"^\s*(?:ENV\s+)?([A-Z_]+)=\S", dockerfile.split("\nFROM ")[-1], re.MULTILINE))
+    example = (ROOT / ".env.example").read_text().splitlines()
+    assigned = {line.split("=", 1)[0].strip() for line in example if "=" in line and not line.lstrip().startswith("#")}
+
+    assert {"MODEL_PATH", "HEARTBEAT_FILE"} <= image_settings
+    assert assigned == {"TELEGRAM_BOT_TOKEN"}

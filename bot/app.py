@@ -44,7 +44,7 @@ class TokenRedactor(logging.Filter):
         self.token = token
 
     def filter(self, record):
-        message = record.getMessage()
+        message = message_of(record)
         if self.token in message:
             message = message.replace(self.token, "<token>")
         if record.exc_info and record.exc_info[1] is not None:
@@ -56,11 +56,23 @@ class TokenRedactor(logging.Filter):
         return True
 
 
+def message_of(record):
+    """Return the record's message, or its format string and arguments when they do not fit together.
+
+    A filter runs outside the logging module's own error handling, so a failure here would
+    raise in the code that logged, such as a library's background task.
+    """
+    try:
+        return record.getMessage()
+    except (TypeError, ValueError, KeyError) as error:
+        return f"{record.msg} (log arguments {record.args!r} do not fit it: {error})"
+
+
 class StartFailureFilter(logging.Filter):
     """Drop the traceback python-telegram-bot logs when the bot cannot start: main() logs the cause in one line."""
 
     def filter(self, record):
-        if record.getMessage().startswith("Network Retry Loop (Bootstrap"):
+        if message_of(record).startswith("Network Retry Loop (Bootstrap"):
             record.exc_info, record.exc_text = None, None
         return True
 

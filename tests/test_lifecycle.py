@@ -199,3 +199,19 @@ def test_token_redactor_hides_token_in_messages_and_tracebacks():
     assert token not in text
     assert "failed: <token> (3)" in text
     assert "RuntimeError" in text
+
+
+def test_token_redactor_survives_mismatched_arguments():
+    import logging
+
+    from bot.app import TokenRedactor
+
+    token = "42:secret-value"
+    record = logging.LogRecord("library", logging.WARNING, __file__, 1, "two values %s %s", (token,), None)
+
+    TokenRedactor(token).filter(record)
+
+    text = logging.Formatter().format(record)
+    assert token not in text
+    assert "two values %s %s" in text
+    assert "do not fit it" in text

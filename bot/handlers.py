@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import pathlib
 import time
 import warnings
 
@@ -29,7 +28,8 @@ MAX_FLOOD_WAIT_S = 120
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Explain what the bot does and how to use it in groups."""
-    await update.effective_message.reply_text(replies.HELP)
+    message = update.effective_message
+    await _retrying(lambda: message.reply_text(replies.HELP), "reply", message)
 
 
 async def photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -42,19 +42,19 @@ async def emotions_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     message = update.effective_message
     target = message.reply_to_message
     if target is None or _image_of(target) is None:
-        await message.reply_text(replies.NOTHING_TO_READ, do_quote=True)
+        await _reply(message, replies.NOTHING_TO_READ)
         return
     await _analyse(message, target, context)
 
 
 async def private_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Point any other private message (text, unknown command, sticker, voice, video) at what the bot does."""
-    await update.effective_message.reply_text(replies.SEND_A_PHOTO, do_quote=True)
+    await _reply(update.effective_message, replies.SEND_A_PHOTO)
 
 
 async def other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Reply to a file that is not an image; registered for private chats only, so groups stay quiet."""
-    await update.effective_message.reply_text(replies.NOT_AN_IMAGE, do_quote=True)
+    await _reply(update.effective_message, replies.NOT_AN_IMAGE)
 
 
 async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -72,7 +72,9 @@ def is_image_document(message: Message) -> bool:
         return False
     if (document.mime_type or "").startswith("image/"):
         return True
-    return pathlib.Path(document.file_name or "").suffix.lower() in IMAGE_EXTENSIONS
+    # The same test as python-telegram-bot's FileExtension filter, which routes such files here:
+    # the name ends with the extension, so a file named just ".jpg" counts too.
+    return (document.file_name or "").lower().endswith(tuple(IMAGE_EXTENSIONS))
 
 
 def _image_of(message: Message):
@@ -88,12 +90,17 @@ def _image_of(message: Message):
 async def _analyse(reply_to: Message, source: Message, context: ContextTypes.DEFAULT_TYPE) -> None:
     settings = context.bot_data["settings"]
     reader = context.bot_data["photo_reader"]
-    file_id, size = _image_of(source)
+    image = _image_of(source)
+    if image is None:  # not expected: the handlers' filters let only images through
+        log.warning("chat %s message %s: no image found in the message", source.chat_id, source.message_id)
+        await _reply(reply_to, replies.NOT_AN_IMAGE)
+        return
+    file_id, size = image
     chat_id = reply_to.chat_id
     limit_bytes = settings.max_file_mb * 1024 * 1024
     async with reader.chat_turn(chat_id):
         if size and size > limit_bytes:
-            await reply_to.reply_text(replies.too_large(size / 1024 / 1024, settings.max_file_mb), do_quote=True)
+            await _reply(reply_to, replies.too_large(size / 1024 / 1024, settings.max_file_mb))
             return
         await _download_read_reply(reply_to, source, file_id, size, context)
 
@@ -113,21 +120,21 @@ async def _download_read_reply(reply_to, source, file_id, size, context):
                 # The official Bot API refuses files over 20 MB with "file is too big".
                 if "too big" in error.message.lower():
                     log.info("chat %s message %s: file too big to download", chat_id, source.message_id)
-                    await reply_to.reply_text(replies.too_large(size / 1024 / 1024 if size else None,
-                                                                settings.max_file_mb), do_quote=True)
+                    await _reply(reply_to, replies.too_large(size / 1024 / 1024 if size else None,
+                                                             settings.max_file_mb))
                     return
                 raise
             try:
                 result = await reader.read(data)
             except ImageError as error:
                 log.info("chat %s message %s: unreadable image (%s)", chat_id, source.message_id, error.kind)
-                await reply_to.reply_text(replies.unreadable(str(error)), do_quote=True)
+                await _reply(reply_to, replies.unreadable(str(error)))
                 return
     finally:
         action.cancel()
 
     if result.jpeg is None:
-        await _retrying(lambda: reply_to.reply_text(replies.NO_FACE, do_quote=True), "reply", source)
+        await _reply(reply_to, replies.NO_FACE, source)
     else:
         caption = replies.caption(result.faces)
         await _retrying(lambda: reply_to.reply_photo(result.jpeg, caption=caption, do_quote=True), "reply", source)
@@ -138,6 +145,11 @@ async def _download_read_reply(reply_to, source, file_id, size, context):
 async def _download(bot, file_id):
     telegram_file = await bot.get_file(file_id)
     return bytes(await telegram_file.download_as_bytearray())
+
+
+async def _reply(message, text, source=None):
+    """Reply to `message` with `text`, quoting it, and wait out flood control as `_retrying` does."""
+    await _retrying(lambda: message.reply_text(text, do_quote=True), "reply", source or message)
 
 
 async def _retrying(call, action, source, repeat_timeouts=False):

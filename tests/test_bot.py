@@ -99,6 +99,28 @@ async def test_corrupt_image_gets_classifier_message(api, bot, portrait_bytes):
     assert "truncated" in params["text"] or "damaged" in params["text"]
 
 
+async def test_unreadable_reply_waits_out_flood_control(api, bot, portrait_bytes):
+    broken = portrait_bytes[: len(portrait_bytes) // 3]
+    api.add_file("broken", broken)
+    api.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+    message_id = api.push_message(GROUP_CHAT, document=image_document("broken", broken, "broken.jpg", "image/jpeg"))
+
+    replies = await api.wait_for(2, "sendMessage")
+
+    assert replies[1][1]["reply_parameters"]["message_id"] == message_id
+    assert replies[1][1]["text"].startswith("I can't read this image.")
+
+
+async def test_document_named_only_by_extension_is_read(api, bot, portrait_bytes):
+    api.add_file("portrait", portrait_bytes)
+    document = image_document("portrait", portrait_bytes, ".jpg", "application/octet-stream")
+    message_id = api.push_message(PRIVATE_CHAT, document=document)
+
+    [reply] = await api.wait_for(1, "sendPhoto")
+
+    assert_annotated_reply(reply, PRIVATE_CHAT, message_id, faces=1)
+
+
 async def test_photo_without_face_says_so(api, bot, faceless_bytes):
     api.add_file("landscape", faceless_bytes)
     message_id = api.push_message(GROUP_CHAT, photo=photo_sizes("landscape", faceless_bytes))

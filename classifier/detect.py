@@ -61,6 +61,10 @@ class YuNetDetector:
         self.min_score = min_score
         self.max_side = max_side
         self.min_side = min_side
+        # The library sets up its weights on its first call, in global variables (`param_initialized`,
+        # `g_pFilters`) with no lock in sight, and it runs without the GIL. Making that call here, before
+        # worker threads share this detector, keeps two first calls from racing.
+        self._detect(np.zeros((64, 64, 3), np.uint8))
 
     def detect(self, rgb):
         height, width = rgb.shape[:2]

@@ -12,9 +12,10 @@ import sys
 
 from classifier.analyze import EmotionReader
 from classifier.annotate import annotate
+from classifier.decode import MAX_BYTES, MEGABYTE
 from classifier.detect import DEFAULT_MIN_SCORE
 from classifier.emotion import DEFAULT_MODEL, ModelError
-from classifier.errors import ImageError
+from classifier.errors import FileTooLargeError, ImageError
 
 
 def main(argv=None):
@@ -48,7 +49,7 @@ def main(argv=None):
     for photo in args.photos:
         record = {"path": photo}
         try:
-            analysis = reader.read_bytes(pathlib.Path(photo).read_bytes())
+            analysis = reader.read_bytes(_read_photo(photo))
         except ImageError as error:
             failures += 1
             record.update(error=error.kind, message=str(error))
@@ -68,6 +69,19 @@ def main(argv=None):
                     record.update(error="unwritable_output", message=f"Cannot write {target}: {error.strerror}.")
         _print_record(record, args.json)
     return 1 if failures else 0
+
+
+def _read_photo(path):
+    """Return the bytes of the file at `path`, reading no more than the decoder's limit allows."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_BYTES + 1)
+    if len(data) <= MAX_BYTES:
+        return data
+    # A device such as /dev/zero has no size, and reading it would never end.
+    size = pathlib.Path(path).stat().st_size
+    if size > MAX_BYTES:
+        raise FileTooLargeError(f"The file is {size / MEGABYTE:.1f} MB; the limit is {MAX_BYTES / MEGABYTE:g} MB.")
+    raise FileTooLargeError(f"The file is over the {MAX_BYTES / MEGABYTE:g} MB limit.")
 
 
 def _score(text):

@@ -2,6 +2,7 @@
 
 import io
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -262,6 +263,21 @@ def test_cli_json_lines(tmp_path, portrait_bytes):
     assert bad["path"] == "broken.png"
     assert bad["error"] in ("truncated_image", "not_an_image")
     assert bad["message"]
+
+
+def test_cli_stops_reading_past_size_limit(tmp_path):
+    with open(tmp_path / "huge.jpg", "wb") as file:
+        file.truncate(60 * 1024 * 1024)  # sparse: no disk space used
+    paths = ["huge.jpg"] + (["/dev/zero"] if pathlib.Path("/dev/zero").exists() else [])
+
+    result = subprocess.run([sys.executable, "-m", "classifier", *paths, "--json", "--no-images"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [record["error"] for record in records] == ["file_too_large"] * len(paths)
+    assert records[0]["message"] == "The file is 60.0 MB; the limit is 50 MB."
 
 
 def test_faces_in_long_strip_are_found(reader):

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from classifier.emotion import DEFAULT_MODEL, EmotionModel  # noqa: E402
+from classifier.emotion import DEFAULT_MODEL, EmotionModel, ModelError  # noqa: E402
 from classifier.labels import EMOTIONS  # noqa: E402
 from training import data, metrics  # noqa: E402
 from training.evaluate import DISGUST, fer_plus_majority  # noqa: E402
@@ -94,7 +94,7 @@ def main():
 
     faces = data.load(args.data, cache_dir=".cache")
     mask = faces.usage == "PrivateTest"
-    majority = data.load_fer_plus_majority(args.fer_plus, len(faces))[mask] if args.fer_plus else None
+    majority = data.load_fer_plus_majority(args.fer_plus, faces)[mask] if args.fer_plus else None
     private_test = faces.split("PrivateTest")
 
     rows = []
@@ -113,4 +113,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (data.DataError, ModelError) as error:
+        sys.exit(f"error: {error}")

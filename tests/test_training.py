@@ -65,6 +65,38 @@ def test_load_csv_reports_bad_rows(tmp_path, caplog):
     assert "row 60" in caplog.text
 
 
+def test_load_cache_replaces_damaged_copy(tmp_path, caplog):
+    path = write_csv(tmp_path / "fer.csv")
+    cache = tmp_path / "cache"
+
+    first = data.load(path, cache_dir=cache)
+    (kept,) = cache.iterdir()
+    kept.write_bytes(kept.read_bytes()[:100])  # a write cut short
+    with caplog.at_level(logging.WARNING):
+        again = data.load(path, cache_dir=cache)
+
+    assert "unreadable" in caplog.text
+    np.testing.assert_array_equal(again.images, first.images)
+    assert again.in_csv_order
+    assert data.load(path, cache_dir=cache).in_csv_order  # the rewritten copy reads back
+    assert [p.name for p in cache.iterdir()] == [kept.name]
+
+
+def test_fer_plus_needs_csv_row_order(tmp_path):
+    fer_plus = tmp_path / "fer2013new.csv"
+    fer_plus.write_text("Usage,Image name," + ",".join(data.FER_PLUS_COLUMNS) + "\n")
+    with_bad_row = data.load(write_csv(tmp_path / "fer.csv", bad_rows=["9,1 2 3,Training"]))
+    folder = tmp_path / "tree" / "train" / "happy"
+    folder.mkdir(parents=True)
+    Image.new("L", (48, 48)).save(folder / "0.png")
+
+    for faces in (with_bad_row, data.load(tmp_path / "tree")):
+        with pytest.raises(data.DataError, match="matched to faces by their row"):
+            data.load_fer_plus_votes(fer_plus, faces)
+        with pytest.raises(data.DataError, match="matched to faces by their row"):
+            data.load_fer_plus_majority(fer_plus, faces)
+
+
 def test_load_csv_without_usable_rows(tmp_path):
     path = tmp_path / "wrong.csv"
     path.write_text("label,image\n1,2\n")
@@ -372,6 +404,72 @@ def test_resume_changes_augmentation_seed(tmp_path, monkeypatch):
     assert json.loads((run_dir / "run.json").read_text())["epochs_done"] == 2
 
 
+def _resumable_run(tmp_path, **state):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    state = {"recipe": {"architecture": "tiny", "epochs": 2}, "epochs_done": 1, "best_epoch": 1,
+             "best_public_test_accuracy": 0.5, **state}
+    (run_dir / "run.json").write_text(json.dumps(state))
+    return run_dir
+
+
+@pytest.mark.parametrize("state, options, message", [
+    ({}, [], "which --resume continues from, is gone"),
+    ({"data_sha256": "0" * 64}, [], "is not the data this run was trained on"),
+    ({"fer_plus": "/elsewhere/fer2013new.csv"}, ["--fer-plus", "votes.csv"], "not --fer-plus votes.csv"),
+    ({}, ["--fer-plus", "votes.csv"], "continues a run without FER+ votes"),
+])
+def test_resume_rejects_unmatched_run(tmp_path, state, options, message):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    run_dir = _resumable_run(tmp_path, **state)
+
+    result = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--resume", *options, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b'{"epochs_done": 1}'])
+def test_resume_reports_damaged_state(tmp_path, content):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    run_dir = _resumable_run(tmp_path)
+    (run_dir / "run.json").write_bytes(content)
+
+    result = run_training_cli("train", "--data", csv_path, "--out", run_dir, "--resume", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "not a readable run state" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_warm_up_leaves_decay_epoch():
+    from training.recipe import Recipe
+    from training.train import learning_rate_schedule
+
+    schedule = learning_rate_schedule(Recipe(epochs=1, warmup_epochs=2), steps_per_epoch=10)
+
+    assert float(schedule(0)) == pytest.approx(0.05)
+    assert float(schedule(10)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--model", "absent.onnx"], "emotion model not found"),
+    (["--model", "absent.keras"], "not readable as a .keras model"),
+    (["--shift-pixels", "-1"], "expected a whole number of pixels"),
+    (["--confusion-matrix", "plot.png/cm.png"], "--confusion-matrix plot.png/cm.png: cannot create its folder"),
+])
+def test_evaluate_reports_bad_options(tmp_path, options, message):
+    csv_path = write_csv(tmp_path / "fer.csv")
+    (tmp_path / "plot.png").write_text("a file where a folder would go")
+
+    result = run_training_cli("evaluate", "--data", csv_path, *options, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_train_rejects_resume_with_start_model(tmp_path):
     csv_path = write_csv(tmp_path / "fer.csv")
     result = run_training_cli("train", "--data", csv_path, "--out", tmp_path / "run", "--resume",
@@ -413,8 +511,10 @@ def test_fer_plus_majority_counts_all_ten_columns(tmp_path):
     lines += [f"PrivateTest,fer{index:07d}.png," + ",".join(map(str, row)) for index, row in enumerate(rows)]
     path.write_text("\n".join(lines) + "\n")
 
-    majority = data.load_fer_plus_majority(path, len(rows))
-    votes = data.load_fer_plus_votes(path, len(rows))
+    faces = data.FaceSet(np.zeros((len(rows), 48, 48), np.uint8), np.zeros(len(rows), np.int64),
+                         np.array(["PrivateTest"] * len(rows)), in_csv_order=True)
+    majority = data.load_fer_plus_majority(path, faces)
+    votes = data.load_fer_plus_votes(path, faces)
 
     assert majority.tolist() == [3, -1, -1, -1, -1, -1]
     assert votes[1].tolist() == [0, 0, 0, 0, 0, 0, 1]  # the soft target keeps our seven classes only

@@ -26,13 +26,25 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # tf2onnx logs every optimisation pass at INFO.
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    from classifier.emotion import ModelError
     from training import data, quantize
 
     try:
         return args.run(args)
-    except (data.DataError, quantize.QuantizationError) as error:
+    except (data.DataError, quantize.QuantizationError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _pixels(text):
+    """Parse a number of pixels for --shift-pixels: an integer, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, 0 or more, not {text!r}")
+    return value
 
 
 def _add_train(commands):
@@ -133,7 +145,7 @@ def _add_evaluate(commands):
                         "a .keras model gets its temperature fitted on PublicTest, as export does")
     parser.add_argument("--fer-plus", help="FER+ votes CSV (fer2013new.csv): also report FER+ majority-vote accuracy")
     parser.add_argument("--no-flip", action="store_true", help="do not average with mirrored faces")
-    parser.add_argument("--shift-pixels", type=int, help="also average over faces shifted this many pixels "
+    parser.add_argument("--shift-pixels", type=_pixels, help="also average over faces shifted this many pixels "
                         "(default: the model's setting, or 0 for a .keras model)")
     parser.add_argument("--confusion-matrix", default="confusion_matrix.png",
                         help="where to write the confusion-matrix PNG (default: %(default)s)")
@@ -143,13 +155,19 @@ def _add_evaluate(commands):
 
 def _run_evaluate(args):
     import json
+    import pathlib
     import tempfile
 
     from training import data
     from training.evaluate import evaluate, load_model, save_confusion_matrix
 
+    try:  # before the evaluation, which takes minutes, rather than after it
+        pathlib.Path(args.confusion_matrix).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise data.DataError(f"--confusion-matrix {args.confusion_matrix}: cannot create its folder "
+                             f"({error})") from None
     faces = data.load(args.data, cache_dir=args.cache)
-    majority = data.load_fer_plus_majority(args.fer_plus, len(faces)) if args.fer_plus else None
+    majority = data.load_fer_plus_majority(args.fer_plus, faces) if args.fer_plus else None
     mask = faces.usage == args.split
     split = faces.split(args.split)
     if len(split) == 0:
@@ -164,8 +182,12 @@ def _run_evaluate(args):
     if args.model:
         result["model"] = str(args.model)  # not the scratch export of a .keras model
     result["split"] = args.split
-    save_confusion_matrix(matrix, args.confusion_matrix,
-                          f"{args.split}: accuracy {result['accuracy']:.4f}, n = {result['n']}")
+    try:
+        save_confusion_matrix(matrix, args.confusion_matrix,
+                              f"{args.split}: accuracy {result['accuracy']:.4f}, n = {result['n']}")
+    except (OSError, ValueError) as error:  # matplotlib raises ValueError for a file suffix it cannot write
+        print(json.dumps(result), flush=True)  # the figures are not lost
+        raise data.DataError(f"--confusion-matrix {args.confusion_matrix}: cannot write it ({error})") from None
     result["confusion_matrix"] = str(args.confusion_matrix)
     print(json.dumps(result), flush=True)
     return 0
@@ -184,7 +206,7 @@ def _add_output_options(parser):
     parser.add_argument("--data", required=True, help="FER2013 data; its PublicTest split calibrates the temperature")
     parser.add_argument("--out", default="models/emotion.onnx", help="ONNX file to write (default: %(default)s)")
     parser.add_argument("--no-flip", action="store_true", help="do not average with mirrored faces at inference")
-    parser.add_argument("--shift-pixels", type=int, default=0,
+    parser.add_argument("--shift-pixels", type=_pixels, default=0,
                         help="at inference, also average over faces shifted this many pixels (default: %(default)s)")
     parser.add_argument("--int8", action="store_true",
                         help="quantize the weights and activations to 8-bit integers, calibrated on 512 Training faces")

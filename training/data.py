@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import pathlib
+import zipfile
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -64,6 +65,8 @@ class FaceSet:
     labels: np.ndarray  # (N,) int64, 0-6
     usage: np.ndarray  # (N,) str, one of SPLITS
     votes: np.ndarray | None = None  # (N, 7) float32
+    # True when the faces are every row of a FER2013 CSV, in file order: FER+ files match them by row.
+    in_csv_order: bool = False
 
     def __len__(self):
         return len(self.labels)
@@ -98,13 +101,36 @@ def load(path, cache_dir=None):
 
     digest = file_sha256(path)
     cache_path = pathlib.Path(cache_dir) / f"fer2013-{digest[:16]}.npz"
-    if cache_path.exists():
-        cached = np.load(cache_path)
-        return FaceSet(cached["images"], cached["labels"], cached["usage"])
+    cached = _read_cache(cache_path)
+    if cached is not None:
+        return cached
     faces = load_csv(path)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache_path, images=faces.images, labels=faces.labels, usage=faces.usage)
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside and then renamed, so that an interrupted write leaves no half file behind.
+        temporary = cache_path.with_name(cache_path.name + ".tmp")
+        with open(temporary, "wb") as file:
+            np.savez(file, images=faces.images, labels=faces.labels, usage=faces.usage,
+                     in_csv_order=faces.in_csv_order)
+        temporary.replace(cache_path)
+    except OSError as error:
+        log.warning("%s: cannot write the decoded faces (%s); the CSV is decoded again next time", cache_path, error)
     return faces
+
+
+def _read_cache(cache_path):
+    """Return the `FaceSet` kept at `cache_path`, or None when there is none or it cannot be used."""
+    if not cache_path.exists():
+        return None
+    try:
+        with np.load(cache_path) as cached:
+            if "in_csv_order" not in cached.files:
+                return None  # written by an older version, which did not record it
+            return FaceSet(cached["images"], cached["labels"], cached["usage"],
+                           in_csv_order=bool(cached["in_csv_order"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        log.warning("%s: unreadable (%s); decoding the CSV again", cache_path, error)
+        return None
 
 
 def file_sha256(path):
@@ -137,7 +163,7 @@ def load_csv(path):
             for row_number, row in enumerate(reader, start=2):
                 try:
                     image, label, split = _parse_row(row)
-                except ValueError as error:
+                except (ValueError, OverflowError) as error:
                     errors.append(f"row {row_number}: {error}")
                     continue
                 images.append(image)
@@ -149,7 +175,7 @@ def load_csv(path):
     _report_skipped(path, errors)
     if not images:
         raise DataError(f"{path}: no valid face rows")
-    return FaceSet(np.stack(images), np.array(labels, dtype=np.int64), np.array(usage))
+    return FaceSet(np.stack(images), np.array(labels, dtype=np.int64), np.array(usage), in_csv_order=not errors)
 
 
 def _parse_row(row):
@@ -214,28 +240,28 @@ def _report_skipped(source, errors):
     log.warning("%s: skipped %d bad item(s): %s%s", source, len(errors), shown, more)
 
 
-def load_fer_plus_votes(path, expected_rows):
-    """Read FER+ votes as (N, 7) distributions over FER2013 classes, in CSV row order.
+def load_fer_plus_votes(path, faces):
+    """Read FER+ votes as (N, 7) distributions over FER2013 classes, one per face of `faces`.
 
     Rows with no votes for any of the seven classes come back all zero; callers fall back
     to the FER2013 label there.
     """
-    counts = _read_fer_plus_counts(path, expected_rows)
-    votes = np.zeros((expected_rows, len(EMOTIONS)), dtype=np.float32)
+    counts = _read_fer_plus_counts(path, faces)
+    votes = np.zeros((len(counts), len(EMOTIONS)), dtype=np.float32)
     for column, target in FER_PLUS_TO_FER2013.items():
         votes[:, target] = counts[:, FER_PLUS_COLUMNS.index(column)]
     totals = votes.sum(axis=1, keepdims=True)
     return np.divide(votes, totals, out=np.zeros_like(votes), where=totals > 0)
 
 
-def load_fer_plus_majority(path, expected_rows):
-    """Read each face's FER+ majority as a FER2013 class index, in CSV row order.
+def load_fer_plus_majority(path, faces):
+    """Read the FER+ majority of each face of `faces` as a FER2013 class index.
 
     The majority is the one column with the most votes of all ten, so a face that most annotators
     called contempt, unknown or not a face has none. Such rows, and rows where the most votes are
     tied or there are no votes, come back as -1.
     """
-    counts = _read_fer_plus_counts(path, expected_rows)
+    counts = _read_fer_plus_counts(path, faces)
     winner = counts.argmax(axis=1)
     top_two = np.sort(counts, axis=1)[:, -2:]
     single = top_two[:, 1] > top_two[:, 0]
@@ -243,8 +269,13 @@ def load_fer_plus_majority(path, expected_rows):
     return np.where(single, to_fer2013[winner], -1)
 
 
-def _read_fer_plus_counts(path, expected_rows):
-    """Read the FER+ vote counts as an (N, 10) array with the columns of `FER_PLUS_COLUMNS`."""
+def _read_fer_plus_counts(path, faces):
+    """Read the FER+ vote counts of `faces` as an (N, 10) array with the columns of `FER_PLUS_COLUMNS`."""
+    if not faces.in_csv_order:
+        # FER+ rows carry no image or id, only their position, so any other order pairs votes with the wrong faces.
+        raise DataError(f"{path}: FER+ votes are matched to faces by their row in the FER2013 CSV, so they need "
+                        "that CSV as the data, with every row readable (not an image-folder tree)")
+    expected_rows = len(faces)
     counts = np.zeros((expected_rows, len(FER_PLUS_COLUMNS)), dtype=np.float32)
     try:
         with _open_text(path) as file:

@@ -14,6 +14,7 @@ import numpy as np
 from classifier.emotion import EmotionModel
 from classifier.labels import EMOTIONS
 from classifier.preprocess import FACE_SIZE
+from training.data import DataError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,10 @@ def export(keras_path, onnx_path, temperature=1.0, flip_average=True, shift_pixe
     import keras  # here, not at the top, so ensemble.py can use this module without TensorFlow
 
     keras_path, onnx_path = pathlib.Path(keras_path), pathlib.Path(onnx_path)
-    model = keras.models.load_model(keras_path)
+    try:
+        model = keras.models.load_model(keras_path)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{keras_path}: not readable as a .keras model ({str(error).splitlines()[0]})") from None
     probe = probe_faces()
     expected = keras.ops.convert_to_numpy(model(probe[..., None].astype(np.float32), training=False))
 

@@ -19,7 +19,8 @@ class Recipe:
     epochs: int = _setting(40, "epochs over the Training split; the cosine schedule ends at the last")
     batch_size: int = _setting(128, "faces per step")
     peak_learning_rate: float = _setting(0.05, "SGD (Nesterov momentum) learning rate after warm-up")
-    warmup_epochs: int = _setting(2, "epochs of linear warm-up from a tenth of the peak learning rate")
+    warmup_epochs: int = _setting(2, "epochs of linear warm-up from a tenth of the peak learning rate "
+                                  "(at most --epochs minus 1)")
     momentum: float = _setting(0.9, "SGD momentum")
     weight_decay: float = _setting(5e-4, "decoupled weight decay per step, scaled by the learning rate")
     label_smoothing: float = _setting(0.0, "share of the target spread evenly over the classes")

@@ -70,16 +70,26 @@ def make_dataset(faces, targets, batch_size, augmenter=None, seed=0, mixer=None)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def build_model(recipe, steps_per_epoch):
-    model = models.ARCHITECTURES[recipe.architecture]()
+def learning_rate_schedule(recipe, steps_per_epoch):
+    """Return the recipe's schedule: linear warm-up from a tenth of the peak, then cosine decay to 0."""
     total_steps = recipe.epochs * steps_per_epoch
-    warmup_steps = recipe.warmup_epochs * steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(
+    # The cosine decay needs at least the last epoch, so a warm-up as long as the run is cut short.
+    warmup_epochs = min(recipe.warmup_epochs, recipe.epochs - 1)
+    if warmup_epochs < recipe.warmup_epochs:
+        log.info("Warm-up shortened to %d epoch(s), so that the learning rate decays over the last one",
+                 warmup_epochs)
+    warmup_steps = warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=recipe.peak_learning_rate / 10,
         warmup_target=recipe.peak_learning_rate,
         warmup_steps=warmup_steps,
         decay_steps=max(total_steps - warmup_steps, 1),
     )
+
+
+def build_model(recipe, steps_per_epoch):
+    model = models.ARCHITECTURES[recipe.architecture]()
+    schedule = learning_rate_schedule(recipe, steps_per_epoch)
     optimizer = keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True,
                                      weight_decay=recipe.weight_decay)
     model.compile(optimizer=optimizer,
@@ -149,7 +159,7 @@ class Checkpointer(keras.callbacks.Callback):
         if row["public_test_accuracy"] > self.state["best_public_test_accuracy"]:
             self.state["best_public_test_accuracy"] = row["public_test_accuracy"]
             self.state["best_epoch"] = row["epoch"]
-            self.model.save(self.run_dir / "best.keras")
+            save_model(self.model, self.run_dir / "best.keras")
         if self.keep_weights_from and row["epoch"] >= self.keep_weights_from:
             (self.run_dir / "weights").mkdir(exist_ok=True)
             average.save_weights(self.model, self.run_dir / "weights" / f"epoch-{row['epoch']:03d}.npz")
@@ -157,8 +167,15 @@ class Checkpointer(keras.callbacks.Callback):
         self.state["train_seconds"] = round(self.state.get("train_seconds", 0) + seconds, 1)
         # Save the model before the state that points at it, so a crash between the two
         # repeats an epoch instead of skipping one.
-        self.model.save(self.run_dir / "last.keras")
+        save_model(self.model, self.run_dir / "last.keras")
         write_state(self.run_dir, self.state)
+
+
+def save_model(model, path):
+    """Save `model` to the .keras file `path` through a temporary file, so that a crash mid-write keeps the old one."""
+    temporary = path.with_name(path.stem + ".partial.keras")
+    model.save(temporary)
+    temporary.replace(path)
 
 
 def start_from(model, path, train_faces, seed):
@@ -291,8 +308,11 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
                                  "only starts a new run: pass one or the other")
         if not state_path.exists():
             raise data.DataError(f"nothing to resume: {state_path} not found")
-        state = json.loads(state_path.read_text())
-        recipe = Recipe(**state["recipe"])
+        try:
+            state = json.loads(state_path.read_text())
+            recipe = Recipe(**state["recipe"])
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise data.DataError(f"{state_path}: not a readable run state ({error}); start a new run") from None
         differences = [f"--{name.replace('_', '-')} {value} (the run has {getattr(recipe, name)})"
                        for name, value in (given_settings or {}).items() if getattr(recipe, name) != value]
         if differences:
@@ -305,16 +325,31 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
                                  f"drop --teacher, or start a new run")
         if teacher_settings and not saved_teacher:
             raise _without_teacher(teacher_settings)
-        fer_plus_path = state.get("fer_plus")
+        saved_fer_plus = state.get("fer_plus")
+        if fer_plus_path and (not saved_fer_plus or not _same_file(fer_plus_path, saved_fer_plus)):
+            continued = (f"the run's saved FER+ votes ({saved_fer_plus})" if saved_fer_plus
+                         else "a run without FER+ votes")
+            raise data.DataError(f"--resume continues {continued}, not --fer-plus {fer_plus_path}: "
+                                 f"drop --fer-plus, or start a new run")
+        saved_sha256 = state.get("data_sha256")
+        if saved_sha256 and pathlib.Path(data_path).is_file() and data.file_sha256(data_path) != saved_sha256:
+            raise data.DataError(f"--data {data_path} is not the data this run was trained on (its sha256 differs "
+                                 f"from the run's {saved_sha256[:16]}...): pass that file, or start a new run")
+        fer_plus_path = saved_fer_plus
         teacher_path = saved_teacher
         if state["epochs_done"] - state["best_epoch"] >= recipe.patience_epochs:
             log.info("%s stopped early after epoch %d, %d epochs past its best (epoch %d): nothing to resume",
                      run_dir, state["epochs_done"], state["epochs_done"] - state["best_epoch"], state["best_epoch"])
             return state
         init_from = state.get("init_from")
-        if init_from and not (run_dir / "last.keras").exists():
-            # Stopped before its first epoch ended: the run starts again from the same model.
-            _check_start_model_unchanged(init_from, state.get("init_from_sha256"))
+        if not (run_dir / "last.keras").exists():
+            if state["epochs_done"] > 0:
+                raise data.DataError(f"{run_dir / 'last.keras'} not found: the model of the run's epoch "
+                                     f"{state['epochs_done']}, which --resume continues from, is gone; "
+                                     f"start a new run (with --init-from {run_dir / 'best.keras'} to keep its best)")
+            if init_from:
+                # Stopped before its first epoch ended: the run starts again from the same model.
+                _check_start_model_unchanged(init_from, state.get("init_from_sha256"))
     else:
         if state_path.exists():
             raise data.DataError(f"{run_dir} already contains a run: pass --resume, or choose another --out")
@@ -325,7 +360,10 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
             raise data.DataError(f"{init_from}: model to start from not found")
         teacher_sha256 = check_teacher(teacher_path) if teacher_path else None
         state = {"recipe": dataclasses.asdict(recipe), "data": str(data_path),
-                 "fer_plus": str(fer_plus_path) if fer_plus_path else None,
+                 # Checked when the run resumes; an image-folder tree has no single file to check.
+                 "data_sha256": data.file_sha256(data_path) if pathlib.Path(data_path).is_file() else None,
+                 # Absolute, so that a run resumed from another folder finds the same votes.
+                 "fer_plus": str(pathlib.Path(fer_plus_path).resolve()) if fer_plus_path else None,
                  # Absolute, so that a run resumed from another folder finds the same model.
                  "init_from": str(pathlib.Path(init_from).resolve()) if init_from else None,
                  # The file at that path may change later, as models/emotion.onnx does.
@@ -338,8 +376,7 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
 
     faces = data.load(data_path, cache_dir=cache_dir)
     if fer_plus_path:
-        faces.votes = data.load_fer_plus_votes(fer_plus_path, len(faces))
-        state["data_sha256"] = state.get("data_sha256") or data.file_sha256(data_path)
+        faces.votes = data.load_fer_plus_votes(fer_plus_path, faces)
     train_faces, public_test = faces.split("Training"), faces.split("PublicTest")
     if len(train_faces) == 0 or len(public_test) == 0:
         raise data.DataError(f"{data_path}: training needs both Training and PublicTest faces "
@@ -368,7 +405,11 @@ def train(data_path, run_dir, recipe, fer_plus_path=None, resume=False, cache_di
 
     steps_per_epoch = int(np.ceil(len(train_faces) / recipe.batch_size))
     if resume and (run_dir / "last.keras").exists():
-        model = keras.models.load_model(run_dir / "last.keras")
+        try:
+            model = keras.models.load_model(run_dir / "last.keras")
+        except (OSError, ValueError) as error:
+            raise data.DataError(f"{run_dir / 'last.keras'}: not readable ({str(error).splitlines()[0]}); start a "
+                                 f"new run (with --init-from {run_dir / 'best.keras'} to keep its best)") from None
         log.info("Resuming %s after epoch %d", run_dir, state["epochs_done"])
     else:
         model = build_model(recipe, steps_per_epoch)

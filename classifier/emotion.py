@@ -30,7 +30,13 @@ class EmotionModel:
     def __init__(self, path=DEFAULT_MODEL, threads=None, flip_average=None, shift_pixels=None):
         path = pathlib.Path(path)
         if not path.is_file():
-            raise ModelError(f"emotion model not found: {path}")
+            hint = ""
+            if path == DEFAULT_MODEL:
+                # `pip install .` copies the packages into site-packages but not the repository's models/ folder.
+                hint = ("; the shipped model is in the repository's models/ folder, which a non-editable install "
+                        "does not copy: install with `pip install -e .`, or set MODEL_PATH to that folder's "
+                        "emotion.onnx (an empty MODEL_PATH counts as not set)")
+            raise ModelError(f"emotion model not found: {path}{hint}")
         settings_path = path.with_suffix(".json")
         try:
             settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}

@@ -299,3 +299,16 @@ def test_faces_in_long_strip_are_found(reader):
 def test_read_image_rejects_other_arrays(reader, array):
     with pytest.raises(ValueError, match="RGB uint8"):
         reader.read_image(array)
+
+
+def test_missing_default_model_says_how_to_install(tmp_path, monkeypatch):
+    from classifier import emotion
+
+    missing = tmp_path / "site-packages" / "models" / "emotion.onnx"
+    monkeypatch.setattr(emotion, "DEFAULT_MODEL", missing)
+
+    with pytest.raises(emotion.ModelError, match="pip install -e ."):
+        emotion.EmotionModel(missing)
+    with pytest.raises(emotion.ModelError) as other:
+        emotion.EmotionModel(tmp_path / "mine.onnx")
+    assert "pip install" not in str(other.value)

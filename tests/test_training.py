@@ -521,6 +521,7 @@ def test_fer_plus_majority_counts_all_ten_columns(tmp_path):
     assert votes[5].tolist() == [0] * 7
     predictions = np.array([3, 6, 2, 4, 0, 6])
     assert fer_plus_majority(majority, predictions) == {"fer_plus_majority_accuracy": 1.0, "fer_plus_n": 1}
+    assert fer_plus_majority(majority[1:], predictions[1:]) == {"fer_plus_majority_accuracy": None, "fer_plus_n": 0}
 
 
 @pytest.mark.parametrize("mixup_alpha, cutmix_probability", [(0.0, 1.0), (0.4, 0.0), (0.4, 0.5)])

@@ -63,8 +63,9 @@ def fer_plus_majority(majority, predictions):
     `majority` is `data.load_fer_plus_majority` for these rows: a class index, or -1 to leave the row out.
     """
     scored = majority >= 0
-    return {"fer_plus_majority_accuracy": round(float((predictions[scored] == majority[scored]).mean()), 4),
-            "fer_plus_n": int(scored.sum())}
+    # None, not NaN, when no row is scored: NaN is not valid JSON.
+    accuracy = round(float((predictions[scored] == majority[scored]).mean()), 4) if scored.any() else None
+    return {"fer_plus_majority_accuracy": accuracy, "fer_plus_n": int(scored.sum())}
 
 
 def save_confusion_matrix(matrix, path, title):

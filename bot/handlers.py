@@ -61,7 +61,8 @@ async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
     """Log an error that a handler did not catch, and tell the user if there is one to tell."""
     update_id = update.update_id if isinstance(update, Update) else None
     log.error("update %s failed: %s", update_id, context.error, exc_info=context.error)
-    if isinstance(update, Update) and update.effective_message:
+    # A message without a chat cannot get a reply. Telegram should send none, but a malformed update can.
+    if isinstance(update, Update) and update.effective_message and update.effective_chat:
         with contextlib.suppress(TelegramError):
             await update.effective_message.reply_text(replies.FAILED)
 
@@ -100,7 +101,7 @@ async def _analyse(reply_to: Message, source: Message, context: ContextTypes.DEF
     limit_bytes = settings.max_file_mb * 1024 * 1024
     async with reader.chat_turn(chat_id):
         if size and size > limit_bytes:
-            await _reply(reply_to, replies.too_large(size / 1024 / 1024, settings.max_file_mb))
+            await _reply(reply_to, replies.too_large(size / 1024 / 1024, settings.max_file_mb, bool(source.photo)))
             return
         await _download_read_reply(reply_to, source, file_id, size, context)
 
@@ -121,7 +122,7 @@ async def _download_read_reply(reply_to, source, file_id, size, context):
                 if "too big" in error.message.lower():
                     log.info("chat %s message %s: file too big to download", chat_id, source.message_id)
                     await _reply(reply_to, replies.too_large(size / 1024 / 1024 if size else None,
-                                                             settings.max_file_mb))
+                                                             settings.max_file_mb, bool(source.photo)))
                     return
                 raise
             try:

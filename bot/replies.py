@@ -29,10 +29,12 @@ FAILED = "Sorry, something went wrong while reading this photo. Please try again
 SEND_A_PHOTO = "Send me a photo and I'll tell you the emotion on every face in it. /help explains more."
 
 
-def too_large(size_mb, limit_mb):
+def too_large(size_mb, limit_mb, is_photo=False):
     """Explain a file over the download limit; `size_mb` is None when Telegram did not give the size."""
     size = f"This file is {size_mb:.1f} MB" if size_mb else "This file is too large"
-    return f"{size}; I can read files up to {limit_mb:g} MB. Send it as a photo instead."
+    # Telegram compresses a photo, so sending a large image file as a photo makes it small enough.
+    advice = "Send a smaller photo." if is_photo else "Send it as a photo instead."
+    return f"{size}; I can read files up to {limit_mb:g} MB. {advice}"
 
 
 def unreadable(message):

@@ -259,3 +259,28 @@ def test_long_caption_fits_utf16_limit():
 
     assert len(caption.encode("utf-16-le")) // 2 <= 1024
     assert caption.endswith("more")
+
+
+def test_too_large_advice_fits_what_was_sent():
+    from bot import replies
+
+    assert replies.too_large(25.0, 20).endswith("Send it as a photo instead.")
+    assert "as a photo" not in replies.too_large(25.0, 20, is_photo=True)
+
+
+async def test_error_handler_skips_message_without_chat():
+    from unittest import mock
+
+    from telegram import Update
+
+    from bot import handlers
+
+    update = mock.MagicMock(spec=Update)
+    update.update_id = 7
+    update.effective_chat = None
+    update.effective_message.reply_text = mock.AsyncMock()
+    context = mock.MagicMock(error=AttributeError("'NoneType' object has no attribute 'type'"))
+
+    await handlers.error_handler(update, context)
+
+    update.effective_message.reply_text.assert_not_awaited()

@@ -124,7 +124,10 @@ async def _download_read_reply(reply_to, source, file_id, size, context):
                     await _reply(reply_to, replies.too_large(size / 1024 / 1024 if size else None,
                                                              settings.max_file_mb, bool(source.photo)))
                     return
-                raise
+                # Permanent for this file id (such as "invalid file_id"), so neither a retry nor a traceback helps.
+                log.warning("chat %s message %s: download rejected: %s", chat_id, source.message_id, error.message)
+                await _reply(reply_to, replies.NOT_DOWNLOADED)
+                return
             try:
                 result = await reader.read(data)
             except ImageError as error:

@@ -24,6 +24,7 @@ NO_FACE = ("I couldn't find a face in this photo. Faces work best when they face
 NOT_AN_IMAGE = "That file is not an image I can read. Send a photo, or a JPEG, PNG, WebP, BMP, TIFF or GIF file."
 NOTHING_TO_READ = "Reply to a photo with /emotions, or send /emotions as the caption of a photo."
 FAILED = "Sorry, something went wrong while reading this photo. Please try again later."
+NOT_DOWNLOADED = "Telegram would not give me this file, so I can't read it. Please send it again."
 
 
 SEND_A_PHOTO = "Send me a photo and I'll tell you the emotion on every face in it. /help explains more."

@@ -176,6 +176,17 @@ async def test_reply_waits_out_flood_control(api, bot, portrait_bytes):
     assert not api.sent("sendMessage")
 
 
+async def test_rejected_download_gets_plain_reply(api, bot, portrait_bytes):
+    api.fail_next("getFile", 400, "Bad Request: invalid file_id")
+    message_id = api.push_message(PRIVATE_CHAT, photo=photo_sizes("gone", portrait_bytes))
+
+    [(_, params)] = await api.wait_for(1, "sendMessage")
+
+    assert params["reply_parameters"]["message_id"] == message_id
+    assert params["text"].startswith("Telegram would not give me this file")
+    assert len(api.sent("getFile")) == 1
+
+
 async def test_bad_request_is_not_retried(api, bot, portrait_bytes):
     api.add_file("portrait", portrait_bytes)
     api.fail_next("getFile", 400, "Bad Request: file is too big")

@@ -91,12 +91,7 @@ def _image_of(message: Message):
 async def _analyse(reply_to: Message, source: Message, context: ContextTypes.DEFAULT_TYPE) -> None:
     settings = context.bot_data["settings"]
     reader = context.bot_data["photo_reader"]
-    image = _image_of(source)
-    if image is None:  # not expected: the handlers' filters let only images through
-        log.warning("chat %s message %s: no image found in the message", source.chat_id, source.message_id)
-        await _reply(reply_to, replies.NOT_AN_IMAGE)
-        return
-    file_id, size = image
+    file_id, size = _image_of(source)
     chat_id = reply_to.chat_id
     limit_bytes = settings.max_file_mb * 1024 * 1024
     async with reader.chat_turn(chat_id):

@@ -83,7 +83,6 @@ class Settings:
             min_face_score=_number(environ, "MIN_FACE_SCORE", 0.8, float, 0.0, 1.0),
             # The Bot API serves files of at most 20 MB to bots, and so does a self-hosted server
             # unless it runs with --local, which this bot does not support.
-            # The Bot API hands bots no file over 20 MB, and the --local server that would is not supported.
             max_file_mb=_number(environ, "MAX_FILE_MB", 20.0, float, 0.1, 20.0),
             inference_workers=_number(environ, "INFERENCE_WORKERS", 2, int, 1, 64),
             inference_threads=_number(environ, "INFERENCE_THREADS", 1, int, 1, 64),
